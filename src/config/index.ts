@@ -1,0 +1,4 @@
+export * from './config-error.js'
+export * from './load.js'
+export * from './schema.js'
+export * from './units.js'

@@ -1,0 +1,306 @@
+// Config loading: YAML text -> ${VAR} substitution in values -> schema -> cross-field checks -> a resolved, deep-frozen GatewayConfig.
+import { readFile } from 'node:fs/promises'
+import { Ajv, type ErrorObject } from 'ajv'
+import { isMap, isNode, isPair, isScalar, LineCounter, parse, parseDocument, Scalar, visit, type Document, type Node } from 'yaml'
+import { ConfigError, formatPath, type ConfigIssue } from './config-error.js'
+import {
+  ConfigSchema, DEFAULT_BODY_LIMIT, DEFAULT_HEADERS_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS,
+  DEFAULT_ROUTE_TIMEOUT, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT, DEFAULT_SHUTDOWN_TIMEOUT, RESERVED_PREFIX,
+  type ConfigFile, type GatewayConfig, type RouteConfig, type ServerConfig
+} from './schema.js'
+import { parseDurationMs, parseSizeBytes } from './units.js'
+
+type Path = ReadonlyArray<string | number>
+type Env = Readonly<Record<string, string | undefined>>
+
+const ajv = new Ajv({ allErrors: true, verbose: true, strict: true })
+ajv.addKeyword('x-expected')
+const validateSchema = ajv.compile(ConfigSchema)
+
+/** Reads and loads `file`; throws ConfigError listing every problem. */
+export async function loadConfigFile (file: string, env: Env = process.env): Promise<GatewayConfig> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(file, [{ line: 0, col: 0, path: '', message: `cannot read the config file: ${(err as Error).message}` }])
+  }
+  return parseConfig(text, file, env)
+}
+
+/** Loads config text; `file` only names the source in messages. Throws ConfigError listing every problem. */
+export function parseConfig (text: string, file: string, env: Env = process.env): GatewayConfig {
+  const issues: ConfigIssue[] = []
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  const locate = (offset: number): { line: number, col: number } => lineCounter.linePos(offset)
+
+  // Past a syntax error the document's shape is a guess: stop there rather than report follow-on errors.
+  if (doc.errors.length > 0) {
+    for (const error of doc.errors) {
+      const { line, col } = locate(error.pos[0])
+      issues.push({ line, col, path: '', message: `YAML: ${error.message.split('\n')[0] ?? error.message}` })
+    }
+    throw new ConfigError(file, issues)
+  }
+  substituteEnv(doc, env, (offset, message) => { issues.push({ ...locate(offset), path: '', message }) })
+
+  const data: unknown = doc.toJS() ?? {}
+  const at = (path: Path, message: string, onKey = false): void => {
+    issues.push({ ...locate(offsetOf(doc, path, onKey)), path: formatPath(path), message })
+  }
+
+  if (!validateSchema(data)) {
+    for (const error of relevantErrors(validateSchema.errors ?? [])) reportSchemaError(error, at)
+  }
+  const raw = data as ConfigFile
+  checkCrossField(raw, at)
+  if (issues.length > 0) throw new ConfigError(file, issues)
+  return deepFreeze(resolve(raw, file))
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+/**
+ * `${VAR}` and `${VAR:-default}` in scalar values (never in comments or keys), as docker compose interpolates.
+ * A plain scalar is read again after substitution, so `port: ${PORT:-8080}` is the number 8080.
+ */
+function substituteEnv (doc: Document, env: Env, report: (offset: number, message: string) => void): void {
+  visit(doc, {
+    Scalar: (key, node) => {
+      if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return
+      const start = node.range?.[0] ?? 0
+      const substituted = node.value.replace(ENV_REF, (match, name: string, fallback: string | undefined, offset: number) => {
+        const value = env[name]
+        if (value !== undefined && value !== '') return value
+        if (fallback !== undefined) return fallback
+        report(start + offset, `environment variable ${name} is not set (use \${${name}:-default} for a default)`)
+        return match
+      })
+      node.value = node.type === Scalar.PLAIN ? parse(substituted) as unknown : substituted
+    }
+  })
+}
+
+/** The offset of the node at `path` (of its key, with `onKey`); the nearest existing ancestor when it is missing. */
+function offsetOf (doc: Document, path: Path, onKey: boolean): number {
+  let node: unknown = doc.contents
+  let offset = (doc.contents as Node | null)?.range?.[0] ?? 0
+  for (let i = 0; i < path.length; i++) {
+    const segment = path[i] as string | number
+    if (isMap(node)) {
+      const pair = node.items.find((item) => isPair(item) && isScalar(item.key) && String(item.key.value) === String(segment))
+      if (pair === undefined) return offset
+      if (onKey && i === path.length - 1 && isNode(pair.key)) return pair.key.range?.[0] ?? offset
+      node = pair.value
+    } else if (isNode(node) && 'items' in node && typeof segment === 'number') {
+      node = (node.items as unknown[])[segment]
+    } else {
+      return offset
+    }
+    if (isNode(node)) offset = node.range?.[0] ?? offset
+  }
+  return offset
+}
+
+/**
+ * ajv reports every branch of an `anyOf`; say one thing per place: the deeper errors when the value
+ * had the right overall shape, otherwise the union's own "expected ..." message.
+ */
+function relevantErrors (errors: readonly ErrorObject[]): ErrorObject[] {
+  const unions = errors.filter((e) => e.keyword === 'anyOf')
+  return errors.filter((error) => {
+    for (const union of unions) {
+      const deeper = errors.some((e) => e.instancePath.startsWith(union.instancePath + '/'))
+      if (error === union) return !deeper
+      if (error.schemaPath.startsWith(union.schemaPath.replace(/\/anyOf$/, '') + '/anyOf/') && error.instancePath === union.instancePath) return false
+    }
+    return true
+  })
+}
+
+function pathOf (instancePath: string): Array<string | number> {
+  if (instancePath === '') return []
+  return instancePath.slice(1).split('/').map((segment) => {
+    const key = segment.replace(/~1/g, '/').replace(/~0/g, '~')
+    return /^(0|[1-9][0-9]*)$/.test(key) ? Number(key) : key
+  })
+}
+
+const show = (value: unknown): string => value === undefined ? 'nothing' : JSON.stringify(value)
+
+function reportSchemaError (error: ErrorObject, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  const path = pathOf(error.instancePath)
+  const expected = (error.parentSchema as { 'x-expected'?: string } | undefined)?.['x-expected']
+  const params = error.params as Record<string, unknown>
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const key = String(params.additionalProperty)
+      const known = Object.keys((error.parentSchema as { properties?: object }).properties ?? {})
+      at([...path, key], `unknown key (known keys: ${known.join(', ')})`, true)
+      return
+    }
+    case 'required':
+      at([...path, String(params.missingProperty)], 'missing required key')
+      return
+    case 'enum':
+      at(path, `expected one of ${(params.allowedValues as unknown[]).join(', ')}, got ${show(error.data)}`)
+      return
+    case 'type':
+      at(path, `expected ${expected ?? `a ${String(params.type)}`}, got ${show(error.data)}`)
+      return
+    case 'uniqueItems':
+      at(path, `expected no duplicates, got ${show(error.data)}`)
+      return
+    default:
+      at(path, `expected ${expected ?? (error.message ?? 'a valid value')}, got ${show(error.data)}`)
+  }
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+/** Headers whose meaning belongs to the connection or the framing, which the gateway sets itself. */
+const UNSETTABLE_HEADERS = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length'])
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/** Checks that span keys or need more than a schema: ids and prefixes, URLs, the reserved prefix, header names. */
+function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  const defaults: Record<string, unknown> = isObject(raw.defaults) ? raw.defaults : {}
+  checkUpstream(defaults.upstream, ['defaults', 'upstream'], at)
+  checkHeaders(defaults.headers, ['defaults', 'headers'], at)
+  checkRewritePrefix(defaults.rewritePrefix, ['defaults', 'rewritePrefix'], at)
+  checkHost(defaults.host, ['defaults', 'host'], at)
+
+  const routes: unknown[] = Array.isArray(raw.routes) ? raw.routes : []
+  const ids = new Map<string, number>()
+  const matches = new Map<string, number>()
+  routes.forEach((route, i) => {
+    if (!isObject(route)) return
+    const here = (key: string): Path => ['routes', i, key]
+    if (typeof route.id === 'string') {
+      const first = ids.get(route.id)
+      if (first === undefined) ids.set(route.id, i)
+      else at(here('id'), `duplicate route id ${show(route.id)} (also routes[${first}])`)
+    }
+    checkUpstream(route.upstream, here('upstream'), at)
+    if (route.upstream === undefined && defaults.upstream === undefined) {
+      at(['routes', i], 'missing required key "upstream" (set it on the route or under defaults)')
+    }
+    checkHeaders(route.headers, here('headers'), at)
+    checkRewritePrefix(route.rewritePrefix, here('rewritePrefix'), at)
+    checkHost(route.host, here('host'), at)
+    if (typeof route.prefix !== 'string' || !route.prefix.startsWith('/')) return
+    const prefix = canonicalPrefix(route.prefix)
+    if (prefix === null) {
+      at(here('prefix'), `expected a plain path prefix like /api/catalog (no empty, . or .. segments, no ? or #), got ${show(route.prefix)}`)
+      return
+    }
+    if (prefix === RESERVED_PREFIX || prefix.startsWith(RESERVED_PREFIX + '/')) {
+      at(here('prefix'), `${RESERVED_PREFIX} is reserved for the gateway's own endpoints, got ${show(route.prefix)}`)
+      return
+    }
+    const host = route.host ?? defaults.host
+    const methods = route.methods ?? defaults.methods
+    const key = `${prefix} ${typeof host === 'string' ? host.toLowerCase() : '*'} ${Array.isArray(methods) ? [...methods].sort().join(',') : '*'}`
+    const first = matches.get(key)
+    if (first === undefined) matches.set(key, i)
+    else at(here('prefix'), `routes[${first}] already matches the same prefix, host and methods`)
+  })
+}
+
+function checkUpstream (value: unknown, path: Path, at: (path: Path, message: string) => void): void {
+  const urls = typeof value === 'string' ? [value] : Array.isArray(value) ? value : []
+  urls.forEach((url, i) => {
+    if (typeof url !== 'string') return
+    const where = typeof value === 'string' ? path : [...path, i]
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch {
+      at(where, `expected an http(s) URL like http://127.0.0.1:9001, got ${show(url)}`)
+      return
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      at(where, `expected an http or https URL, got ${show(url)}`)
+    } else if (parsed.pathname !== '/' || parsed.search !== '' || parsed.hash !== '' || parsed.username !== '' || parsed.password !== '') {
+      at(where, `expected an origin like http://host:port, without path, query or credentials (use rewritePrefix for paths), got ${show(url)}`)
+    }
+  })
+}
+
+function checkHeaders (value: unknown, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  if (!isObject(value)) return
+  for (const [name, headerValue] of Object.entries(value)) {
+    if (!HEADER_NAME.test(name)) at([...path, name], `expected a header name (an RFC 9110 token), got ${show(name)}`, true)
+    else if (UNSETTABLE_HEADERS.has(name.toLowerCase())) at([...path, name], `the gateway sets ${name} itself; it cannot be added`, true)
+    if (typeof headerValue === 'string' && /[\r\n\0]/.test(headerValue)) at([...path, name], 'expected a header value without CR, LF or NUL')
+  }
+}
+
+function checkRewritePrefix (value: unknown, path: Path, at: (path: Path, message: string) => void): void {
+  if (typeof value === 'string' && value !== '' && canonicalPrefix(value) === null) {
+    at(path, `expected "" or a plain path like /catalog, got ${show(value)}`)
+  }
+}
+
+function checkHost (value: unknown, path: Path, at: (path: Path, message: string) => void): void {
+  if (typeof value === 'string' && !/^[A-Za-z0-9.-]+$/.test(value)) {
+    at(path, `expected a host name without port, like api.example.com, got ${show(value)}`)
+  }
+}
+
+const DOT_SEGMENT = /^(\.|%2e){1,2}$/i
+
+/** A prefix as routing compares it: no trailing slash (but for `/`); null when it is not a plain path. */
+function canonicalPrefix (prefix: string): string | null {
+  if (!prefix.startsWith('/') || /[?#]/.test(prefix)) return null
+  const trimmed = prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix
+  if (trimmed === '/') return trimmed
+  const segments = trimmed.slice(1).split('/')
+  return segments.every((segment) => segment !== '' && !DOT_SEGMENT.test(segment)) ? trimmed : null
+}
+
+function resolve (raw: ConfigFile, source: string): GatewayConfig {
+  const server = raw.server ?? {}
+  const resolvedServer: ServerConfig = {
+    host: server.host ?? DEFAULT_SERVER_HOST,
+    port: server.port ?? DEFAULT_SERVER_PORT,
+    bodyLimitBytes: parseSizeBytes(server.bodyLimit ?? DEFAULT_BODY_LIMIT),
+    shutdownTimeoutMs: parseDurationMs(server.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT),
+    trustProxy: server.trustProxy ?? false,
+    maxHeaders: server.maxHeaders ?? DEFAULT_MAX_HEADERS,
+    headersTimeoutMs: parseDurationMs(server.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT),
+    logLevel: server.logLevel ?? DEFAULT_LOG_LEVEL,
+    accessLog: server.accessLog ?? true
+  }
+  const defaults = raw.defaults ?? {}
+  const routes = (raw.routes ?? []).map((route): RouteConfig => {
+    const upstream = route.upstream ?? defaults.upstream ?? []
+    const bodyLimit = route.bodyLimit ?? defaults.bodyLimit
+    const host = route.host ?? defaults.host
+    const headers = { ...defaults.headers, ...route.headers }
+    // Stored without a trailing slash, and `/` as "", so that rewriting is a plain concatenation.
+    const rewritePrefix = route.rewritePrefix ?? defaults.rewritePrefix
+    return {
+      id: route.id,
+      prefix: canonicalPrefix(route.prefix) as string,
+      methods: route.methods ?? defaults.methods ?? null,
+      host: host === undefined ? null : host.toLowerCase(),
+      upstreams: (typeof upstream === 'string' ? [upstream] : upstream).map((url) => new URL(url).origin),
+      rewritePrefix: rewritePrefix === undefined ? null : canonicalPrefix(rewritePrefix === '' ? '/' : rewritePrefix)?.replace(/^\/$/, '') ?? null,
+      timeoutMs: parseDurationMs(route.timeout ?? defaults.timeout ?? DEFAULT_ROUTE_TIMEOUT),
+      headers: Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value])),
+      websocket: route.websocket ?? defaults.websocket ?? false,
+      bodyLimitBytes: bodyLimit === undefined ? resolvedServer.bodyLimitBytes : parseSizeBytes(bodyLimit)
+    }
+  })
+  return { source, server: resolvedServer, routes }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
+}

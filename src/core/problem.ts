@@ -1,0 +1,52 @@
+// RFC 9457 problem details: the body of every answer the gateway generates itself.
+import { STATUS_CODES } from 'node:http'
+import { ERROR_TABLE, type ErrorCode } from './errors.js'
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+
+/** RFC 9457 section 3.1 members, plus Breakwater's extension members `code`, `route` and `requestId`. */
+export interface Problem {
+  readonly type: string
+  readonly title: string
+  readonly status: number
+  readonly detail: string
+  readonly code: ErrorCode
+  readonly route?: string
+  readonly requestId?: string
+}
+
+export interface ProblemContext {
+  readonly route?: string | undefined
+  readonly requestId?: string | undefined
+}
+
+export function problemFor (code: ErrorCode, detail: string, context: ProblemContext = {}): Problem {
+  const spec = ERROR_TABLE[code]
+  const problem: Problem = {
+    // A URN rather than a URL: the type identifies the problem and is stable, with nothing to dereference.
+    type: `urn:breakwater:problem:${code}`,
+    title: spec.title,
+    status: spec.status,
+    detail,
+    code
+  }
+  return {
+    ...problem,
+    ...(context.route === undefined ? {} : { route: context.route }),
+    ...(context.requestId === undefined ? {} : { requestId: context.requestId })
+  }
+}
+
+/**
+ * A complete HTTP/1.1 response carrying a problem, for the places where no Fastify reply exists
+ * (a client error on the raw socket, a refused Upgrade). It always closes the connection.
+ */
+export function rawProblemResponse (problem: Problem, extraHeaders: Readonly<Record<string, string>> = {}): string {
+  const body = JSON.stringify(problem)
+  let head = `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? 'Error'}\r\n` +
+    `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Connection: close\r\n'
+  for (const [name, value] of Object.entries(extraHeaders)) head += `${name}: ${value}\r\n`
+  return `${head}\r\n${body}`
+}

@@ -1,0 +1,3 @@
+export * from './headers.js'
+export * from './route-forwarder.js'
+export * from './upstream-errors.js'

@@ -1,0 +1,135 @@
+// buildServer(config): composes the gateway (routing, forwarding, problem answers, access log) on Fastify; never listens itself.
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { GatewayConfig } from '../config/index.js'
+import {
+  gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, rawProblemResponse,
+  type ErrorCode, type GatewayError
+} from '../core/index.js'
+import { RouteForwarder } from '../proxy/index.js'
+import { hostName, resolveDotSegments, RouteTable, type RouteMatch } from '../routing/index.js'
+import { AccessLog } from './access-log.js'
+import { createGatewayServer, onClientError } from './http-server.js'
+import { requestIdFor } from './request-id.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The id of the route that matched, or null; the access log and problem bodies name it. */
+    routeId: string | null
+  }
+}
+
+export interface ServerDeps {
+  /** A pino logger to use instead of one built from `server.logLevel` (tests pass a silent one). */
+  readonly logger?: FastifyBaseLogger
+}
+
+export async function buildServer (config: GatewayConfig, deps: ServerDeps = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(deps.logger === undefined ? { logger: { level: config.server.logLevel } } : { loggerInstance: deps.logger }),
+    logController: new AccessLog(config.server.accessLog),
+    genReqId: requestIdFor,
+    trustProxy: config.server.trustProxy,
+    return503OnClosing: true,
+    serverFactory: (handler) => createGatewayServer(handler, config.server),
+    clientErrorHandler: onClientError
+  }) as unknown as FastifyInstance
+
+  app.decorateRequest('routeId', null)
+  // Bodies are streamed to the upstream untouched: no parser may read them first.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
+
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id)
+    done()
+  })
+  app.setErrorHandler((err, request, reply) => {
+    const known = asGatewayError(err)
+    if (known.statusCode >= 500) request.log.warn({ err: known.cause ?? err, route: request.routeId }, known.message)
+    sendProblem(request, reply, known.code, known.message)
+  })
+
+  const forwarders = new Map(config.routes.map((route) => [route.id, new RouteForwarder(route, { trustProxy: config.server.trustProxy })]))
+  const table = new RouteTable(config.routes)
+
+  // Every request that no gateway endpoint takes is proxied: Fastify's default route is the proxy, so any method
+  // reaches it and find-my-way never parses a wildcard it would not use.
+  app.setNotFoundHandler((request, reply) => {
+    const match = resolve(table, request.raw)
+    if (match.kind !== 'route') {
+      refuseMatch(request, reply, match)
+      return
+    }
+    request.routeId = match.route.id
+    const forwarder = forwarders.get(match.route.id) as RouteForwarder
+    forwarder.forward(request, reply, match.upstreamPath)
+  })
+
+  if (config.routes.some((route) => route.websocket)) {
+    app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const requestId = requestIdFor(req)
+      const refuse = (err: GatewayError): void => {
+        app.log.info({ requestId, url: req.url, code: err.code }, `upgrade refused: ${err.message}`)
+        socket.end(rawProblemResponse(problemFor(err.code, err.message, { requestId })))
+      }
+      const match = resolve(table, req)
+      if (match.kind === 'route' && match.route.websocket) {
+        (forwarders.get(match.route.id) as RouteForwarder).upgrade(req, socket, head, match.upstreamPath, requestId, (err) => { refuse(asGatewayError(err)) })
+      } else if (match.kind === 'route') {
+        refuse(gatewayError('BW_ERR_ROUTE_UPGRADE_REFUSED', `route ${match.route.id} does not proxy Upgrade requests`))
+      } else {
+        refuse(matchError(match))
+      }
+    })
+  }
+
+  app.addHook('onClose', async () => {
+    await Promise.all([...forwarders.values()].map(async (forwarder) => { await forwarder.close() }))
+  })
+  return app
+}
+
+type Resolution = RouteMatch<GatewayConfig['routes'][number]> | { readonly kind: 'bad-path', readonly reason: string }
+
+/** Path resolution and route match for a raw request: the path is resolved once and the same form is forwarded. */
+function resolve (table: RouteTable<GatewayConfig['routes'][number]>, req: IncomingMessage): Resolution {
+  const url = req.url as string
+  if (url[0] !== '/') return { kind: 'bad-path', reason: 'the request target is not a path (origin-form, RFC 9112 section 3.2.1)' }
+  const query = url.indexOf('?')
+  const path = resolveDotSegments(query === -1 ? url : url.slice(0, query))
+  if (path === null) return { kind: 'bad-path', reason: 'the path climbs above the root with ..' }
+  const match = table.match(req.method as string, hostName(req.headers.host), path)
+  if (match.kind !== 'route' || query === -1) return match
+  return { ...match, upstreamPath: match.upstreamPath + url.slice(query) }
+}
+
+function matchError (match: Exclude<Resolution, { kind: 'route' }>): GatewayError {
+  switch (match.kind) {
+    case 'bad-path': return gatewayError('BW_ERR_REQUEST_BAD_PATH', match.reason)
+    case 'not-found': return gatewayError('BW_ERR_ROUTE_NOT_FOUND', 'no route matches this host and path')
+    case 'method-not-allowed': return gatewayError('BW_ERR_ROUTE_METHOD_NOT_ALLOWED', `this path serves ${match.allow}`)
+  }
+}
+
+function refuseMatch (request: FastifyRequest, reply: FastifyReply, match: Exclude<Resolution, { kind: 'route' }>): void {
+  // RFC 9110 section 15.5.6: a 405 lists the methods the target does serve.
+  if (match.kind === 'method-not-allowed') reply.header('allow', match.allow)
+  const err = matchError(match)
+  sendProblem(request, reply, err.code, err.message)
+}
+
+/** Fastify's own 4xx errors keep their status in a gateway code; anything else is an internal error, with no detail leaked. */
+function asGatewayError (err: unknown): GatewayError {
+  if (isGatewayError(err)) return err
+  const status = (err as { statusCode?: number }).statusCode
+  if (status === 413) return gatewayError('BW_ERR_REQUEST_BODY_TOO_LARGE', 'the request body is too large', err)
+  if (status !== undefined && status >= 400 && status < 500) return gatewayError('BW_ERR_REQUEST_MALFORMED', (err as Error).message, err)
+  return gatewayError('BW_ERR_GATEWAY_INTERNAL', 'the gateway failed to handle this request', err)
+}
+
+function sendProblem (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, detail: string): void {
+  const problem = problemFor(code, detail, { route: request.routeId ?? undefined, requestId: request.id })
+  reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+}

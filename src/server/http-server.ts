@@ -1,0 +1,77 @@
+// The Node HTTP server under Fastify: RFC 9112 framing checks and slowloris limits, before any routing happens.
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { ServerConfig } from '../config/index.js'
+import { problemFor, rawProblemResponse, type Problem } from '../core/index.js'
+import { requestIdFor } from './request-id.js'
+
+/** Node's own limit on the bytes of a request's header section; past it Node raises HPE_HEADER_OVERFLOW (431). */
+export const MAX_HEADER_BYTES = 16 * 1024
+
+/** Fastify's keep-alive default, longer than the 60 s idle timeout of common load balancers in front. */
+const KEEP_ALIVE_TIMEOUT_MS = 72_000
+
+/**
+ * Builds the server Fastify runs on (its serverFactory). Node's strict parser already refuses Content-Length with
+ * Transfer-Encoding, conflicting lengths and unknown codings; what it lets through, a duplicate or missing Host or
+ * too many fields, is refused here, before Fastify sees the request.
+ */
+export function createGatewayServer (handler: RequestListener, config: ServerConfig): Server {
+  const server = createServer({
+    maxHeaderSize: MAX_HEADER_BYTES,
+    headersTimeout: config.headersTimeoutMs,
+    // Fastify's default of 0 must stay: a large upload may take longer than any fixed request deadline.
+    requestTimeout: 0,
+    // Node checks the headers deadline at this interval: a quarter of it bounds the overshoot.
+    connectionsCheckingInterval: Math.max(100, Math.min(5_000, Math.floor(config.headersTimeoutMs / 4))),
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // Checked below, to answer with a problem body rather than Node's empty 400.
+    requireHostHeader: false
+  }, (req: IncomingMessage, res: ServerResponse) => {
+    const problem = refusal(req, config.maxHeaders)
+    if (problem === null) {
+      handler(req, res)
+      return
+    }
+    res.shouldKeepAlive = false
+    res.writeHead(problem.status, { 'content-type': 'application/problem+json', 'x-request-id': problem.requestId ?? '' })
+    res.end(JSON.stringify(problem))
+  })
+  // One more than allowed, so that a request over the limit shows itself instead of being silently truncated.
+  server.maxHeadersCount = config.maxHeaders + 1
+  return server
+}
+
+/** The problem with a request's header section that Node's parser lets through, or null. */
+function refusal (req: IncomingMessage, maxHeaders: number): Problem | null {
+  const raw = req.rawHeaders
+  if (raw.length > maxHeaders * 2) {
+    return problemFor('BW_ERR_REQUEST_HEADERS_TOO_LARGE', `more than ${maxHeaders} header fields`, { requestId: requestIdFor(req) })
+  }
+  let hosts = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++
+  }
+  // RFC 9112 section 3.2: an HTTP/1.1 request has exactly one Host field.
+  if (hosts > 1 || (hosts === 0 && req.httpVersion === '1.1')) {
+    return problemFor('BW_ERR_REQUEST_MALFORMED', hosts > 1 ? 'more than one Host header' : 'an HTTP/1.1 request without a Host header', { requestId: requestIdFor(req) })
+  }
+  return null
+}
+
+/** Fastify's clientErrorHandler: what Node's parser refused, answered as a problem and never forwarded. */
+export function onClientError (err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  if (socket.writable) {
+    const problem = err.code === 'HPE_HEADER_OVERFLOW'
+      ? problemFor('BW_ERR_REQUEST_HEADERS_TOO_LARGE', `the header section exceeds ${MAX_HEADER_BYTES} bytes`)
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? problemFor('BW_ERR_REQUEST_TIMEOUT', 'the request headers did not arrive in time')
+        // llhttp's reason (e.g. "Transfer-Encoding can't be present with Content-Length") names the fault, not our code.
+        : problemFor('BW_ERR_REQUEST_MALFORMED', `the request is not valid HTTP/1.1: ${(err as { reason?: string }).reason ?? err.code ?? 'parse error'}`)
+    socket.end(rawProblemResponse(problem), () => socket.destroy())
+    return
+  }
+  socket.destroy()
+}
