@@ -8,7 +8,9 @@ export interface ConfigIssue {
   readonly message: string
 }
 
+/** Line 0 means the problem has no place in the file (it could not be read): just the file is named. */
 export function formatIssue (file: string, issue: ConfigIssue): string {
+  if (issue.line === 0) return `${file}: ${issue.message}`
   const where = `${file}:${issue.line}:${issue.col}`
   return issue.path === '' ? `${where} ${issue.message}` : `${where} ${issue.path}: ${issue.message}`
 }

@@ -1,7 +1,7 @@
 // Config loading: YAML text -> ${VAR} substitution in values -> schema -> cross-field checks -> a resolved, deep-frozen GatewayConfig.
 import { readFile } from 'node:fs/promises'
 import { Ajv, type ErrorObject } from 'ajv'
-import { isMap, isNode, isPair, isScalar, LineCounter, parse, parseDocument, Scalar, visit, type Document, type Node } from 'yaml'
+import { isMap, isNode, isPair, isScalar, isSeq, LineCounter, parse, parseDocument, Scalar, visit, type Document, type Node } from 'yaml'
 import { ConfigError, formatPath, type ConfigIssue } from './config-error.js'
 import {
   ConfigSchema, DEFAULT_BODY_LIMIT, DEFAULT_HEADERS_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS,
@@ -43,11 +43,16 @@ export function parseConfig (text: string, file: string, env: Env = process.env)
     }
     throw new ConfigError(file, issues)
   }
-  substituteEnv(doc, env, (offset, message) => { issues.push({ ...locate(offset), path: '', message }) })
+  const unresolved = substituteEnv(doc, text, env, (offset, path, message) => {
+    issues.push({ ...locate(offset), path: formatPath(path), message })
+  })
 
   const data: unknown = doc.toJS() ?? {}
   const at = (path: Path, message: string, onKey = false): void => {
-    issues.push({ ...locate(offsetOf(doc, path, onKey)), path: formatPath(path), message })
+    const offset = offsetOf(doc, path, onKey)
+    // A value with an unset ${VAR} is already reported; its leftover text would only add a second error.
+    if (!onKey && unresolved.has(offset)) return
+    issues.push({ ...locate(offset), path: formatPath(path), message })
   }
 
   if (!validateSchema(data)) {
@@ -64,22 +69,41 @@ const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 /**
  * `${VAR}` and `${VAR:-default}` in scalar values (never in comments or keys), as docker compose interpolates.
  * A plain scalar is read again after substitution, so `port: ${PORT:-8080}` is the number 8080.
+ * Returns the offsets of the values left with an unset variable.
  */
-function substituteEnv (doc: Document, env: Env, report: (offset: number, message: string) => void): void {
+function substituteEnv (doc: Document, text: string, env: Env, report: (offset: number, path: Path, message: string) => void): Set<number> {
+  const unresolved = new Set<number>()
   visit(doc, {
-    Scalar: (key, node) => {
+    Scalar: (key, node, ancestors) => {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('${')) return
-      const start = node.range?.[0] ?? 0
-      const substituted = node.value.replace(ENV_REF, (match, name: string, fallback: string | undefined, offset: number) => {
+      const [start, end] = node.range ?? [0, 0]
+      // Positions come from the source: quotes, escapes and block indicators shift them in the parsed value.
+      const sources = [...text.slice(start, end).matchAll(ENV_REF)].map((match) => start + match.index)
+      let n = 0
+      const substituted = node.value.replace(ENV_REF, (match, name: string, fallback: string | undefined) => {
+        const offset = sources[n++] ?? start
         const value = env[name]
         if (value !== undefined && value !== '') return value
         if (fallback !== undefined) return fallback
-        report(start + offset, `environment variable ${name} is not set (use \${${name}:-default} for a default)`)
+        unresolved.add(start)
+        report(offset, keyPath(ancestors, node), `environment variable ${name} is not set (use \${${name}:-default} for a default)`)
         return match
       })
       node.value = node.type === Scalar.PLAIN ? parse(substituted) as unknown : substituted
     }
   })
+  return unresolved
+}
+
+/** The key path of `node` from its ancestors, as `visit` passes them. */
+function keyPath (ancestors: readonly unknown[], node: unknown): Path {
+  const chain = [...ancestors, node]
+  const path: Array<string | number> = []
+  chain.forEach((parent, i) => {
+    if (isPair(parent) && isScalar(parent.key)) path.push(String(parent.key.value))
+    else if (isSeq(parent)) path.push(parent.items.indexOf(chain[i + 1]))
+  })
+  return path
 }
 
 /** The offset of the node at `path` (of its key, with `onKey`); the nearest existing ancestor when it is missing. */
@@ -128,6 +152,7 @@ function pathOf (instancePath: string): Array<string | number> {
 }
 
 const show = (value: unknown): string => value === undefined ? 'nothing' : JSON.stringify(value)
+const article = (noun: string): string => `${/^[aeiou]/.test(noun) ? 'an' : 'a'} ${noun}`
 
 function reportSchemaError (error: ErrorObject, at: (path: Path, message: string, onKey?: boolean) => void): void {
   const path = pathOf(error.instancePath)
@@ -147,7 +172,17 @@ function reportSchemaError (error: ErrorObject, at: (path: Path, message: string
       at(path, `expected one of ${(params.allowedValues as unknown[]).join(', ')}, got ${show(error.data)}`)
       return
     case 'type':
-      at(path, `expected ${expected ?? `a ${String(params.type)}`}, got ${show(error.data)}`)
+      at(path, `expected ${expected ?? article(String(params.type))}, got ${show(error.data)}`)
+      return
+    case 'minimum':
+    case 'maximum':
+      at(path, `expected ${expected ?? `a number ${String(params.comparison)} ${String(params.limit)}`}, got ${show(error.data)}`)
+      return
+    case 'minItems':
+      at(path, `expected ${expected ?? `at least ${String(params.limit)} item${params.limit === 1 ? '' : 's'}`}, got ${show(error.data)}`)
+      return
+    case 'minLength':
+      at(path, `expected ${expected ?? (params.limit === 1 ? 'a non-empty string' : `at least ${String(params.limit)} characters`)}, got ${show(error.data)}`)
       return
     case 'uniqueItems':
       at(path, `expected no duplicates, got ${show(error.data)}`)

@@ -40,7 +40,7 @@ const routePolicy = {
     Type.String({ minLength: 1 }),
     Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })
   ], {
-    description: 'Upstream origin (`http://host:port`), or a list of them: round robin, one keep-alive pool each',
+    description: 'Upstream origin (`http://host:port`), or a list of them: round robin, one keep-alive pool each. Required on every route, or once under `defaults`',
     'x-expected': 'an http(s) URL or a list of them'
   })),
   rewritePrefix: Type.Optional(Type.String({ description: 'Replaces the matched prefix in the forwarded path; `""` strips it. Default: the path is forwarded unchanged' })),
@@ -60,7 +60,7 @@ const Defaults = Type.Object(routePolicy, { additionalProperties: false, descrip
 
 const Server = Type.Object({
   host: Type.Optional(Type.String({ minLength: 1, description: 'Address to listen on', default: DEFAULT_SERVER_HOST })),
-  port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Port to listen on; 0 picks a free one and logs it', default: DEFAULT_SERVER_PORT })),
+  port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Port to listen on; 0 picks a free one and logs it', default: DEFAULT_SERVER_PORT, 'x-expected': 'a port number from 0 to 65535' })),
   bodyLimit: Type.Optional(size('Largest request body; larger ones get 413', DEFAULT_BODY_LIMIT)),
   shutdownTimeout: Type.Optional(duration('On SIGTERM/SIGINT, how long in-flight requests may take to finish', DEFAULT_SHUTDOWN_TIMEOUT)),
   trustProxy: Type.Optional(Type.Boolean({ description: 'Trust X-Forwarded-* from clients (the gateway sits behind another proxy); otherwise X-Forwarded-Host and -Proto are replaced', default: false })),

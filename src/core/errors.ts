@@ -19,6 +19,7 @@ export const ERROR_TABLE = {
   BW_ERR_UPSTREAM_UNREACHABLE: { status: 502, title: 'Upstream unreachable' },
   BW_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, title: 'Bad upstream response' },
   BW_ERR_UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timed out' },
+  BW_ERR_GATEWAY_SHUTTING_DOWN: { status: 503, title: 'Gateway shutting down' },
   BW_ERR_GATEWAY_INTERNAL: { status: 500, title: 'Internal gateway error' }
 } as const satisfies Record<string, ErrorSpec>
 

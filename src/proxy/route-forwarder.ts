@@ -107,9 +107,13 @@ export class RouteForwarder {
     })
   }
 
-  /** Closes the pools once their requests are done, and ends open tunnels. */
-  async close (): Promise<void> {
+  /** Ends open WebSocket tunnels: the HTTP server counts their sockets and would wait for them forever. */
+  endTunnels (): void {
     for (const tunnel of this.#tunnels) tunnel.destroy()
+  }
+
+  /** Closes the pools once their requests are done. */
+  async close (): Promise<void> {
     await Promise.all(this.#targets.map(async (target) => { await target.pool.close() }))
   }
 

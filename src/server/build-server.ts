@@ -31,7 +31,11 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     logController: new AccessLog(config.server.accessLog),
     genReqId: requestIdFor,
     trustProxy: config.server.trustProxy,
-    return503OnClosing: true,
+    // Refused below as a problem, like every answer of the gateway's own.
+    return503OnClosing: false,
+    frameworkErrors: (err, request, reply) => {
+      sendProblem(request, reply, 'BW_ERR_REQUEST_MALFORMED', `the request target is not valid: ${err.message}`)
+    },
     serverFactory: (handler) => createGatewayServer(handler, config.server),
     clientErrorHandler: onClientError
   }) as unknown as FastifyInstance
@@ -41,8 +45,14 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
 
+  let closing = false
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    if (closing) {
+      // A request on a connection that was busy when shutdown began: answered, and the connection closed.
+      reply.header('connection', 'close')
+      sendProblem(request, reply, 'BW_ERR_GATEWAY_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance')
+    }
     done()
   })
   app.setErrorHandler((err, request, reply) => {
@@ -85,6 +95,11 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     })
   }
 
+  app.addHook('preClose', (done) => {
+    closing = true
+    for (const forwarder of forwarders.values()) forwarder.endTunnels()
+    done()
+  })
   app.addHook('onClose', async () => {
     await Promise.all([...forwarders.values()].map(async (forwarder) => { await forwarder.close() }))
   })
@@ -131,5 +146,7 @@ function asGatewayError (err: unknown): GatewayError {
 
 function sendProblem (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, detail: string): void {
   const problem = problemFor(code, detail, { route: request.routeId ?? undefined, requestId: request.id })
+  // Node would otherwise read and discard the whole refused body to keep the connection: however large it is.
+  if (problem.status === 413) reply.header('connection', 'close')
   reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
 }

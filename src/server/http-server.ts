@@ -49,13 +49,22 @@ function refusal (req: IncomingMessage, maxHeaders: number): Problem | null {
     return problemFor('BW_ERR_REQUEST_HEADERS_TOO_LARGE', `more than ${maxHeaders} header fields`, { requestId: requestIdFor(req) })
   }
   let hosts = 0
+  let codings: string | null = null
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     if (name.length === 4 && name.toLowerCase() === 'host') hosts++
+    else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') codings = codings === null ? raw[i + 1] as string : `${codings}, ${raw[i + 1] as string}`
   }
   // RFC 9112 section 3.2: an HTTP/1.1 request has exactly one Host field.
   if (hosts > 1 || (hosts === 0 && req.httpVersion === '1.1')) {
     return problemFor('BW_ERR_REQUEST_MALFORMED', hosts > 1 ? 'more than one Host header' : 'an HTTP/1.1 request without a Host header', { requestId: requestIdFor(req) })
+  }
+  // RFC 9112 section 6.1: chunked, once, is the only coding the gateway can decode; llhttp lets `gzip, chunked` and
+  // split fields (`identity` then `chunked`) through. Transfer-Encoding on HTTP/1.0 is faulty framing.
+  if (codings !== null && (req.httpVersion !== '1.1' || codings.toLowerCase() !== 'chunked')) {
+    return problemFor('BW_ERR_REQUEST_MALFORMED', req.httpVersion !== '1.1'
+      ? 'Transfer-Encoding on an HTTP/1.0 request'
+      : 'a transfer coding other than a single chunked', { requestId: requestIdFor(req) })
   }
   return null
 }

@@ -1,0 +1,560 @@
+// Config loading: every behaviour and every error class, with the exact `file:line:col path: message` a user sees.
+/* eslint-disable no-template-curly-in-string -- ${VAR} in plain strings is the config syntax under test */
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { ConfigError, loadConfigFile, parseConfig, type GatewayConfig } from '../../../src/config/index.js'
+
+type Env = Record<string, string | undefined>
+
+/** Test YAML is written from the line after the backtick, so line 1 is the first line shown. */
+const yaml = (text: string): string => text.replace(/^\n/, '')
+
+const load = (text: string, env: Env = {}): GatewayConfig => parseConfig(yaml(text), 'gw.yaml', env)
+
+/** Every formatted error line of loading `text`; fails when it loads. */
+const errorsOf = (text: string, env: Env = {}): string[] => {
+  try {
+    load(text, env)
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message.split('\n')
+    throw err
+  }
+  throw new Error('expected a ConfigError, but the config loaded')
+}
+
+const route = (fields: string): string => `
+routes:
+  - id: a
+    prefix: /a
+    upstream: http://127.0.0.1:9001
+${fields}`
+
+t.test('an empty file (or only comments) gives the built-in defaults', async (t) => {
+  const expected: GatewayConfig = {
+    source: 'gw.yaml',
+    server: {
+      host: '0.0.0.0',
+      port: 8080,
+      bodyLimitBytes: 1024 * 1024,
+      shutdownTimeoutMs: 10_000,
+      trustProxy: false,
+      maxHeaders: 100,
+      headersTimeoutMs: 30_000,
+      logLevel: 'info',
+      accessLog: true
+    },
+    routes: []
+  }
+  t.same(load(''), expected)
+  t.same(load('# nothing here yet\n'), expected)
+})
+
+t.test('the shipped config/gateway.yaml loads: two routes', async (t) => {
+  const file = fileURLToPath(new URL('../../../config/gateway.yaml', import.meta.url))
+  const config = await loadConfigFile(file, {})
+  t.equal(config.source, file)
+  t.equal(config.server.port, 8080)
+  t.same(config.routes.map((r) => [r.id, r.prefix, r.upstreams]), [
+    ['catalog', '/api/catalog', ['http://127.0.0.1:9001']],
+    ['echo', '/echo', ['http://127.0.0.1:9002']]
+  ])
+  t.equal((await loadConfigFile(file, { BREAKWATER_PORT: '9090' })).server.port, 9090)
+})
+
+t.test('a missing file is one clear error naming the file', async (t) => {
+  const file = join(t.testdir(), 'missing.yaml')
+  const error: unknown = await loadConfigFile(file, {}).catch((err: unknown) => err)
+  t.ok(error instanceof ConfigError)
+  t.equal((error as ConfigError).file, file)
+  t.equal((error as ConfigError).message, `${file}: cannot read the config file: ENOENT: no such file or directory, open '${file}'`)
+})
+
+t.test('unknown keys are reported at the key, with the known keys', async (t) => {
+  t.same(errorsOf(`
+server:
+  prot: 8080
+`), ['gw.yaml:2:3 server.prot: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, logLevel, accessLog)'])
+  t.same(errorsOf(`
+defaults:
+  timeout: 5s
+  retries: 3
+`), ['gw.yaml:3:3 defaults.retries: unknown key (known keys: methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit)'])
+  t.same(errorsOf(route('    timeuot: 2s')), [
+    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit)'
+  ])
+  t.same(errorsOf(`
+servers:
+  port: 8080
+`), ['gw.yaml:1:1 servers: unknown key (known keys: server, defaults, routes)'])
+})
+
+t.test('a value of the wrong type names what was expected', async (t) => {
+  t.same(errorsOf(`
+server:
+  port: http
+  trustProxy: "yes"
+  maxHeaders: 1.5
+routes:
+  id: a
+`), [
+    'gw.yaml:2:9 server.port: expected a port number from 0 to 65535, got "http"',
+    'gw.yaml:3:15 server.trustProxy: expected a boolean, got "yes"',
+    'gw.yaml:4:15 server.maxHeaders: expected an integer, got 1.5',
+    'gw.yaml:6:3 routes: expected an array, got {"id":"a"}'
+  ])
+  t.same(errorsOf(route('    headers: {x-tenant: 42}\n    websocket: 1')), [
+    'gw.yaml:5:25 routes[0].headers.x-tenant: expected a string, got 42',
+    'gw.yaml:6:16 routes[0].websocket: expected a boolean, got 1'
+  ])
+  t.same(errorsOf('just text\n'), ['gw.yaml:1:1 expected an object, got "just text"'])
+})
+
+t.test('a method outside the list is an enum error at the item', async (t) => {
+  t.same(errorsOf(route('    methods: [GET, FETCH]')), [
+    'gw.yaml:5:20 routes[0].methods[1]: expected one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, got "FETCH"'
+  ])
+  t.same(errorsOf(route('    methods: [get]')), [
+    'gw.yaml:5:15 routes[0].methods[0]: expected one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, got "get"'
+  ], 'methods are upper case')
+  t.same(errorsOf(route('    methods: []')), ['gw.yaml:5:14 routes[0].methods: expected at least 1 item, got []'])
+  t.same(errorsOf(route('    methods: [GET, GET]')), ['gw.yaml:5:14 routes[0].methods: expected no duplicates, got ["GET","GET"]'])
+  t.same(errorsOf(`
+server:
+  logLevel: verbose
+`), ['gw.yaml:2:13 server.logLevel: expected one of fatal, error, warn, info, debug, trace, silent, got "verbose"'])
+})
+
+t.test('durations and sizes must carry a unit and be above zero', async (t) => {
+  t.same(errorsOf(route('    timeout: fast\n    bodyLimit: 1tb')), [
+    'gw.yaml:5:14 routes[0].timeout: expected a duration like 5s, got "fast"',
+    'gw.yaml:6:16 routes[0].bodyLimit: expected a size like 1mb, got "1tb"'
+  ])
+  t.same(errorsOf(`
+server:
+  shutdownTimeout: 10
+  headersTimeout: 0s
+  bodyLimit: 1.5mb
+`), [
+    'gw.yaml:2:20 server.shutdownTimeout: expected a duration like 5s, got 10',
+    'gw.yaml:3:19 server.headersTimeout: expected a duration like 5s, got "0s"',
+    'gw.yaml:4:14 server.bodyLimit: expected a size like 1mb, got "1.5mb"'
+  ])
+})
+
+t.test('the port is 0 to 65535', async (t) => {
+  t.same(errorsOf('server:\n  port: 65536\n'), ['gw.yaml:2:9 server.port: expected a port number from 0 to 65535, got 65536'])
+  t.same(errorsOf('server:\n  port: -1\n'), ['gw.yaml:2:9 server.port: expected a port number from 0 to 65535, got -1'])
+  t.equal(load('server:\n  port: 0\n').server.port, 0)
+  t.equal(load('server:\n  port: 65535\n').server.port, 65535)
+  t.same(errorsOf('server:\n  maxHeaders: 0\n'), ['gw.yaml:2:15 server.maxHeaders: expected a number >= 1, got 0'])
+})
+
+t.test('route ids are slugs: the metric label and breaker name', async (t) => {
+  t.same(errorsOf(`
+routes:
+  - id: Catalog
+    prefix: /a
+    upstream: http://127.0.0.1:9001
+  - id: -b
+    prefix: /b
+    upstream: http://127.0.0.1:9001
+`), [
+    'gw.yaml:2:9 routes[0].id: expected an id like catalog (lower case letters, digits, - and _), got "Catalog"',
+    'gw.yaml:5:9 routes[1].id: expected an id like catalog (lower case letters, digits, - and _), got "-b"'
+  ])
+  t.same(errorsOf(`
+routes:
+  - upstream: http://127.0.0.1:9001
+`), [
+    'gw.yaml:2:5 routes[0].id: missing required key',
+    'gw.yaml:2:5 routes[0].prefix: missing required key'
+  ])
+})
+
+t.test('duplicate route ids are reported at the second one', async (t) => {
+  t.same(errorsOf(`
+routes:
+  - id: catalog
+    prefix: /a
+    upstream: http://127.0.0.1:9001
+  - id: catalog
+    prefix: /b
+    upstream: http://127.0.0.1:9001
+`), ['gw.yaml:5:9 routes[1].id: duplicate route id "catalog" (also routes[0])'])
+})
+
+const twoRoutes = (first: string, second: string): string => `
+routes:
+  - id: one
+    upstream: http://127.0.0.1:9001
+${first}
+  - id: two
+    upstream: http://127.0.0.1:9001
+${second}
+`
+
+t.test('two routes with the same prefix, host and methods are an error', async (t) => {
+  t.same(errorsOf(twoRoutes('    prefix: /api', '    prefix: /api')), [
+    'gw.yaml:7:13 routes[1].prefix: routes[0] already matches the same prefix, host and methods'
+  ])
+  t.same(errorsOf(twoRoutes('    prefix: /api/', '    prefix: /api')), [
+    'gw.yaml:7:13 routes[1].prefix: routes[0] already matches the same prefix, host and methods'
+  ], '/api/ and /api are one prefix')
+  t.same(errorsOf(twoRoutes('    prefix: /api\n    methods: [GET, HEAD]\n    host: API.example.com', '    prefix: /api\n    methods: [HEAD, GET]\n    host: api.example.com')), [
+    'gw.yaml:9:13 routes[1].prefix: routes[0] already matches the same prefix, host and methods'
+  ], 'method order and host case do not matter')
+  t.same(errorsOf(`
+defaults:
+  methods: [GET]
+${twoRoutes('    prefix: /api', '    prefix: /api\n    methods: [GET]')}`), [
+    'gw.yaml:10:13 routes[1].prefix: routes[0] already matches the same prefix, host and methods'
+  ], 'methods inherited from defaults count')
+})
+
+t.test('the same prefix with other methods or another host is fine', async (t) => {
+  const methods = load(twoRoutes('    prefix: /api\n    methods: [GET]', '    prefix: /api\n    methods: [POST]'))
+  t.same(methods.routes.map((r) => r.methods), [['GET'], ['POST']])
+  const anyMethod = load(twoRoutes('    prefix: /api', '    prefix: /api\n    methods: [GET]'))
+  t.same(anyMethod.routes.map((r) => r.methods), [null, ['GET']])
+  const hosts = load(twoRoutes('    prefix: /api\n    host: a.example.com', '    prefix: /api\n    host: b.example.com'))
+  t.same(hosts.routes.map((r) => r.host), ['a.example.com', 'b.example.com'])
+  const anyHost = load(twoRoutes('    prefix: /api', '    prefix: /api\n    host: a.example.com'))
+  t.same(anyHost.routes.map((r) => r.host), [null, 'a.example.com'])
+})
+
+t.test('upstreams are http(s) URLs', async (t) => {
+  t.same(errorsOf(`
+routes:
+  - id: a
+    prefix: /a
+    upstream: ftp://files.example.com
+  - id: b
+    prefix: /b
+    upstream:
+      - http://127.0.0.1:9001
+      - localhost:9002
+      - not a url
+`), [
+    'gw.yaml:4:15 routes[0].upstream: expected an http or https URL, got "ftp://files.example.com"',
+    'gw.yaml:9:9 routes[1].upstream[1]: expected an http or https URL, got "localhost:9002"',
+    'gw.yaml:10:9 routes[1].upstream[2]: expected an http(s) URL like http://127.0.0.1:9001, got "not a url"'
+  ])
+  t.same(errorsOf(route('    upstream: 9001').replace('    upstream: http://127.0.0.1:9001\n', '')), [
+    'gw.yaml:4:15 routes[0].upstream: expected an http(s) URL or a list of them, got 9001'
+  ])
+  t.same(errorsOf('defaults:\n  upstream: ws://127.0.0.1:9001\n'), [
+    'gw.yaml:2:13 defaults.upstream: expected an http or https URL, got "ws://127.0.0.1:9001"'
+  ])
+})
+
+t.test('an upstream is an origin: no path, query or credentials', async (t) => {
+  const message = 'expected an origin like http://host:port, without path, query or credentials (use rewritePrefix for paths)'
+  t.same(errorsOf(`
+defaults:
+  upstream: http://127.0.0.1:9001/api
+routes:
+  - id: a
+    prefix: /a
+    upstream: http://user:secret@127.0.0.1:9001
+  - id: b
+    prefix: /b
+    upstream: [http://127.0.0.1:9001?x=1]
+`), [
+    `gw.yaml:2:13 defaults.upstream: ${message}, got "http://127.0.0.1:9001/api"`,
+    `gw.yaml:6:15 routes[0].upstream: ${message}, got "http://user:secret@127.0.0.1:9001"`,
+    `gw.yaml:9:16 routes[1].upstream[0]: ${message}, got "http://127.0.0.1:9001?x=1"`
+  ])
+  t.same(load(route('').replace('9001', '9001/')).routes[0]?.upstreams, ['http://127.0.0.1:9001'], 'a trailing / is fine')
+})
+
+t.test('a route needs an upstream, on itself or under defaults', async (t) => {
+  t.same(errorsOf(`
+routes:
+  - id: a
+    prefix: /a
+  - id: b
+    prefix: /b
+    upstream: http://127.0.0.1:9001
+`), ['gw.yaml:2:5 routes[0]: missing required key "upstream" (set it on the route or under defaults)'])
+  const config = load(`
+defaults:
+  upstream: [http://127.0.0.1:9001, https://127.0.0.1:9443]
+routes:
+  - id: a
+    prefix: /a
+`)
+  t.same(config.routes[0]?.upstreams, ['http://127.0.0.1:9001', 'https://127.0.0.1:9443'])
+})
+
+t.test('routes under /actuator are refused; /actuatorx is not under it', async (t) => {
+  for (const prefix of ['/actuator', '/actuator/', '/actuator/health']) {
+    t.same(errorsOf(`
+routes:
+  - id: a
+    prefix: ${prefix}
+    upstream: http://127.0.0.1:9001
+`), [`gw.yaml:3:13 routes[0].prefix: /actuator is reserved for the gateway's own endpoints, got "${prefix}"`], prefix)
+  }
+  t.equal(load(route('').replace('/a\n', '/actuatorx\n')).routes[0]?.prefix, '/actuatorx')
+})
+
+t.test('a prefix is a plain path: a leading /, no empty or dot segments, no query', async (t) => {
+  const plain = 'expected a plain path prefix like /api/catalog (no empty, . or .. segments, no ? or #)'
+  for (const prefix of ['/a/./b', '/a/../b', '/a//b', '/a/%2E%2e/b', '/..', '/a?x=1', '/a#top']) {
+    t.same(errorsOf(route('').replace('/a\n', `"${prefix}"\n`)), [`gw.yaml:3:13 routes[0].prefix: ${plain}, got "${prefix}"`], prefix)
+  }
+  t.same(errorsOf(route('').replace('/a\n', 'api\n')), ['gw.yaml:3:13 routes[0].prefix: expected a path starting with /, got "api"'])
+  t.same(load(route('').replace('/a\n', '/a..b/c./\n')).routes[0]?.prefix, '/a..b/c.', 'dots inside a segment are fine')
+  t.same(load(route('').replace('/a\n', '/\n')).routes[0]?.prefix, '/')
+})
+
+t.test('rewritePrefix is "" or a plain path', async (t) => {
+  const message = 'expected "" or a plain path like /catalog'
+  t.same(errorsOf(route('    rewritePrefix: /x/../y')), [`gw.yaml:5:20 routes[0].rewritePrefix: ${message}, got "/x/../y"`])
+  t.same(errorsOf(route('    rewritePrefix: catalog')), [`gw.yaml:5:20 routes[0].rewritePrefix: ${message}, got "catalog"`])
+  t.same(errorsOf('defaults:\n  rewritePrefix: //x\n'), [`gw.yaml:2:18 defaults.rewritePrefix: ${message}, got "//x"`])
+  t.equal(load(route('    rewritePrefix: ""')).routes[0]?.rewritePrefix, '', '"" strips the prefix')
+  t.equal(load(route('    rewritePrefix: /')).routes[0]?.rewritePrefix, '', '/ is the same as ""')
+  t.equal(load(route('    rewritePrefix: /catalog/')).routes[0]?.rewritePrefix, '/catalog')
+  t.equal(load(route('')).routes[0]?.rewritePrefix, null)
+})
+
+t.test('added headers: a token name, not one the gateway sets, a value without CR/LF', async (t) => {
+  t.same(errorsOf(route(`    headers:
+      x tenant: acme
+      Host: example.com
+      connection: close
+      Transfer-Encoding: chunked
+      x-ok: "a\\nb"`)), [
+    'gw.yaml:6:7 routes[0].headers.x tenant: expected a header name (an RFC 9110 token), got "x tenant"',
+    'gw.yaml:7:7 routes[0].headers.Host: the gateway sets Host itself; it cannot be added',
+    'gw.yaml:8:7 routes[0].headers.connection: the gateway sets connection itself; it cannot be added',
+    'gw.yaml:9:7 routes[0].headers.Transfer-Encoding: the gateway sets Transfer-Encoding itself; it cannot be added',
+    'gw.yaml:10:13 routes[0].headers.x-ok: expected a header value without CR, LF or NUL'
+  ])
+  t.same(errorsOf('defaults:\n  headers: {keep-alive: "5"}\n'), [
+    'gw.yaml:2:13 defaults.headers.keep-alive: the gateway sets keep-alive itself; it cannot be added'
+  ])
+})
+
+t.test('host is a name without a port', async (t) => {
+  t.same(errorsOf(route('    host: api.example.com:8080')), [
+    'gw.yaml:5:11 routes[0].host: expected a host name without port, like api.example.com, got "api.example.com:8080"'
+  ])
+})
+
+t.test('a YAML syntax error is reported with its position, and nothing after it', async (t) => {
+  t.same(errorsOf(`
+server:
+  bogus: 1
+  port: [8080
+routes: []
+`), ['gw.yaml:4:1 YAML: Flow sequence in block collection must be sufficiently indented and end with a ]'])
+  t.same(errorsOf('server:\n\tport: 8080\n'), ['gw.yaml:2:1 YAML: Tabs are not allowed as indentation'])
+})
+
+t.test('a key written twice in one map is an error at the second', async (t) => {
+  t.same(errorsOf(`
+server:
+  port: 8080
+  host: 127.0.0.1
+  port: 9090
+`), ['gw.yaml:4:3 YAML: Map keys must be unique'])
+})
+
+t.test('${VAR} and ${VAR:-default} are substituted in values', async (t) => {
+  const config = load(`
+# \${IN_A_COMMENT} is left alone
+server:
+  host: \${HOST}
+  port: \${PORT:-8080}
+  logLevel: "\${LEVEL:-warn}"
+routes:
+  - id: \${ID:-catalog}
+    prefix: /api/\${NAME}
+    upstream:
+      - http://\${UPSTREAM_HOST}:9001
+      - \${SECOND:-http://127.0.0.1:9002}
+    headers:
+      x-tenant: "\${TENANT}-\${NAME}"
+`, { HOST: '127.0.0.1', NAME: 'items', UPSTREAM_HOST: '10.0.0.1', TENANT: 'acme', LEVEL: '' })
+  t.equal(config.server.host, '127.0.0.1')
+  t.equal(config.server.port, 8080, 'a plain scalar is read again: the default becomes a number')
+  t.equal(config.server.logLevel, 'warn', 'an empty variable takes the default')
+  t.equal(config.routes[0]?.id, 'catalog')
+  t.equal(config.routes[0]?.prefix, '/api/items')
+  t.same(config.routes[0]?.upstreams, ['http://10.0.0.1:9001', 'http://127.0.0.1:9002'], 'in list items')
+  t.same(config.routes[0]?.headers, { 'x-tenant': 'acme-items' })
+
+  t.equal(load('server:\n  port: ${PORT:-8080}\n', { PORT: '9000' }).server.port, 9000, 'a set variable wins over the default')
+  t.equal(load('server:\n  host: "${H:-a:b}"\n').server.host, 'a:b', 'a default may hold a colon')
+})
+
+t.test('${VAR} is not substituted in keys', async (t) => {
+  t.same(errorsOf(route('    headers:\n      ${NAME}: v'), { NAME: 'x-name' }), [
+    'gw.yaml:6:7 routes[0].headers.${NAME}: expected a header name (an RFC 9110 token), got "${NAME}"'
+  ])
+})
+
+t.test('an unset variable without a default is an error at the variable, and only that', async (t) => {
+  t.same(errorsOf(`
+server:
+  port: \${PORT}
+  host: "0.0.0.0\${SUFFIX}"
+routes:
+  - id: a
+    prefix: /a
+    upstream:
+      - http://127.0.0.1:9001
+      - http://\${UPSTREAM_HOST}:9002
+`, { SUFFIX: '' }), [
+    'gw.yaml:2:9 server.port: environment variable PORT is not set (use ${PORT:-default} for a default)',
+    'gw.yaml:3:17 server.host: environment variable SUFFIX is not set (use ${SUFFIX:-default} for a default)',
+    'gw.yaml:9:16 routes[0].upstream[1]: environment variable UPSTREAM_HOST is not set (use ${UPSTREAM_HOST:-default} for a default)'
+  ])
+})
+
+t.test('every error is reported at once, sorted by line', async (t) => {
+  let error: unknown
+  try {
+    load(`
+routes:
+  - id: a
+    prefix: /a
+    upstream: http://127.0.0.1:9001
+  - id: a
+    prefix: /actuator
+    upstream: http://127.0.0.1:9001
+    timeout: soon
+server:
+  port: 99999
+  colour: blue
+`)
+  } catch (err) {
+    error = err
+  }
+  t.ok(error instanceof ConfigError)
+  const configError = error as ConfigError
+  t.equal(configError.file, 'gw.yaml')
+  t.equal(configError.message, [
+    'gw.yaml:5:9 routes[1].id: duplicate route id "a" (also routes[0])',
+    'gw.yaml:6:13 routes[1].prefix: /actuator is reserved for the gateway\'s own endpoints, got "/actuator"',
+    'gw.yaml:8:14 routes[1].timeout: expected a duration like 5s, got "soon"',
+    'gw.yaml:10:9 server.port: expected a port number from 0 to 65535, got 99999',
+    'gw.yaml:11:3 server.colour: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, logLevel, accessLog)'
+  ].join('\n'))
+  t.same(configError.issues.map((issue) => [issue.line, issue.col, issue.path]), [
+    [5, 9, 'routes[1].id'], [6, 13, 'routes[1].prefix'], [8, 14, 'routes[1].timeout'], [10, 9, 'server.port'], [11, 3, 'server.colour']
+  ])
+})
+
+t.test('defaults apply to routes that leave a key out; the route wins', async (t) => {
+  const config = load(`
+server:
+  bodyLimit: 2mb
+defaults:
+  methods: [GET, HEAD]
+  host: API.Example.com
+  upstream: http://127.0.0.1:9001
+  timeout: 250ms
+  bodyLimit: 512kb
+  websocket: true
+  rewritePrefix: /v1
+  headers: {x-tenant: acme, X-Env: prod}
+routes:
+  - id: inherits
+    prefix: /a
+  - id: overrides
+    prefix: /b
+    methods: [POST]
+    host: Other.Example.com
+    upstream: [http://127.0.0.1:9002]
+    timeout: 1m
+    bodyLimit: 1gb
+    websocket: false
+    rewritePrefix: ""
+    headers: {x-env: test, x-route: b}
+`)
+  const [inherits, overrides] = config.routes
+  t.same(inherits, {
+    id: 'inherits',
+    prefix: '/a',
+    methods: ['GET', 'HEAD'],
+    host: 'api.example.com',
+    upstreams: ['http://127.0.0.1:9001'],
+    rewritePrefix: '/v1',
+    timeoutMs: 250,
+    headers: { 'x-tenant': 'acme', 'x-env': 'prod' },
+    websocket: true,
+    bodyLimitBytes: 512 * 1024
+  })
+  t.same(overrides, {
+    id: 'overrides',
+    prefix: '/b',
+    methods: ['POST'],
+    host: 'other.example.com',
+    upstreams: ['http://127.0.0.1:9002'],
+    rewritePrefix: '',
+    timeoutMs: 60_000,
+    headers: { 'x-tenant': 'acme', 'x-env': 'test', 'x-route': 'b' },
+    websocket: false,
+    bodyLimitBytes: 1024 ** 3
+  })
+})
+
+t.test('without defaults a route gets the built-in timeout and the server body limit', async (t) => {
+  const config = load(`
+server:
+  bodyLimit: 2mb
+${route('')}`)
+  t.same(config.routes[0], {
+    id: 'a',
+    prefix: '/a',
+    methods: null,
+    host: null,
+    upstreams: ['http://127.0.0.1:9001'],
+    rewritePrefix: null,
+    timeoutMs: 5000,
+    headers: {},
+    websocket: false,
+    bodyLimitBytes: 2 * 1024 * 1024
+  })
+})
+
+t.test('durations and sizes become milliseconds and bytes', async (t) => {
+  const config = load(`
+server:
+  shutdownTimeout: 1h
+  headersTimeout: 5s
+  bodyLimit: 1gb
+routes:
+  - id: a
+    prefix: /a
+    upstream: http://127.0.0.1:9001
+    timeout: 250ms
+    bodyLimit: 512kb
+  - id: b
+    prefix: /b
+    upstream: http://127.0.0.1:9001
+    timeout: 1m
+    bodyLimit: 1mb
+`)
+  t.equal(config.server.shutdownTimeoutMs, 3_600_000)
+  t.equal(config.server.headersTimeoutMs, 5000)
+  t.equal(config.server.bodyLimitBytes, 1024 ** 3)
+  t.same(config.routes.map((r) => [r.timeoutMs, r.bodyLimitBytes]), [[250, 512 * 1024], [60_000, 1024 * 1024]])
+})
+
+t.test('the loaded config is deep-frozen', async (t) => {
+  const config = load(`
+defaults:
+  methods: [GET]
+  headers: {x-a: b}
+${route('')}`)
+  const frozen = [config, config.server, config.routes, config.routes[0], config.routes[0]?.methods, config.routes[0]?.upstreams, config.routes[0]?.headers]
+  for (const value of frozen) t.ok(Object.isFrozen(value))
+  t.throws(() => { (config.server as { port: number }).port = 1 }, TypeError)
+  t.throws(() => { (config.routes as unknown[]).push({}) }, TypeError)
+  t.throws(() => { (config.routes[0]?.headers as Record<string, string>)['x-b'] = 'c' }, TypeError)
+})
