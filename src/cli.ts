@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import closeWithGrace from 'close-with-grace'
+import { pino } from 'pino'
 import { ConfigError, loadConfigFile } from './config/index.js'
 import { startDemoUpstreams, type DemoUpstreams } from './demo/upstreams.js'
 import { buildServer } from './server/index.js'
@@ -85,7 +86,10 @@ async function check (file: string): Promise<void> {
 async function start (file: string, demo: boolean): Promise<void> {
   const config = await loadOrExit(file)
   const demoUpstreams: DemoUpstreams | null = demo ? await startDemoUpstreams() : null
-  const app = await buildServer(config)
+  // Asynchronous writes: a line per request written synchronously to stdout costs a syscall each (measured at a
+  // quarter of the proxy's CPU); sonic-boom batches lines while a write is in flight and flushes on exit.
+  const logStream = pino.destination({ dest: 1, sync: false })
+  const app = await buildServer(config, { logger: pino({ level: config.server.logLevel }, logStream) })
   const shutdownTimeoutMs = config.server.shutdownTimeoutMs
   // The backstop exits 1 should closing hang past the drain deadline by far; the drain itself ends in time below.
   closeWithGrace({ delay: shutdownTimeoutMs + 5_000, logger: app.log }, async ({ signal, err }) => {
@@ -103,6 +107,7 @@ async function start (file: string, demo: boolean): Promise<void> {
     clearTimeout(deadline)
     await demoUpstreams?.close()
     app.log.info('stopped')
+    logStream.flushSync()
   })
   await app.listen({ host: config.server.host, port: config.server.port })
   if (demoUpstreams !== null) app.log.info('demo upstreams on 127.0.0.1:9001 (catalog) and 127.0.0.1:9002 (echo)')

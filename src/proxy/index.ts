@@ -1,3 +1,4 @@
+export * from './exchange.js'
 export * from './headers.js'
 export * from './route-forwarder.js'
 export * from './upstream-errors.js'

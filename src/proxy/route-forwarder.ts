@@ -6,8 +6,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/index.js'
 import { gatewayError } from '../core/index.js'
-import { clientResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
-import { isClientAbort, translateUpstreamError } from './upstream-errors.js'
+import { upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
+import { Exchange } from './exchange.js'
+import { translateUpstreamError } from './upstream-errors.js'
 
 interface Target {
   readonly origin: string
@@ -54,25 +55,17 @@ export class RouteForwarder {
     }
 
     const target = this.#pick()
-    const abort = new AbortController()
-    // A client that leaves before the upstream answers takes the upstream request with it.
-    reply.raw.once('close', () => abort.abort())
-    target.pool.request({
+    const exchange = new Exchange(reply, target.origin, route.timeoutMs)
+    target.pool.dispatch({
       path: upstreamPath,
       method: raw.method as Dispatcher.HttpMethod,
       headers: this.#headersFor(raw, request.id, target),
       body,
       headersTimeout: route.timeoutMs,
-      bodyTimeout: route.timeoutMs,
-      signal: abort.signal
-    }, (err, data) => {
-      if (err !== null) {
-        if (isClientAbort(err) && reply.raw.destroyed) return
-        reply.send(translateUpstreamError(err, target.origin, route.timeoutMs))
-        return
-      }
-      reply.code(data.statusCode).headers(clientResponseHeaders(data.headers)).send(data.body)
-    })
+      bodyTimeout: route.timeoutMs
+    }, exchange)
+    if (body === null || raw.readableEnded) exchange.armTimeout()
+    else raw.once('end', () => { exchange.armTimeout() })
   }
 
   /** Tunnels a WebSocket Upgrade to the next upstream; `refuse` answers the client when that fails. */

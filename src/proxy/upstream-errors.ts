@@ -19,8 +19,3 @@ export function translateUpstreamError (err: unknown, upstream: string, timeoutM
   }
   return gatewayError('BW_ERR_UPSTREAM_BAD_RESPONSE', `${upstream} sent an answer the gateway could not relay (${code === '' ? 'no code' : code})`, err)
 }
-
-/** An abort the gateway started because its client went away: not an upstream failure. */
-export function isClientAbort (err: unknown): boolean {
-  return (err as { code?: string } | null)?.code === 'UND_ERR_ABORTED'
-}
