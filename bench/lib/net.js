@@ -1,0 +1,58 @@
+// Loopback helpers: a free port, and a bounded wait for a server to answer.
+import { get } from 'node:http'
+import { createServer } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/** A port free on 127.0.0.1 right now (the kernel's pick; another process could take it, which nothing here does). */
+export async function freePort () {
+  const server = createServer()
+  await new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve(undefined))
+  })
+  const address = /** @type {import('node:net').AddressInfo} */ (server.address())
+  await new Promise((resolve) => server.close(() => resolve(undefined)))
+  return address.port
+}
+
+/**
+ * One GET with a fresh connection.
+ * @param {string} url
+ * @returns {Promise<{ status: number, bytes: number, headers: import('node:http').IncomingHttpHeaders }>}
+ */
+export function probe (url) {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { agent: false, timeout: 2_000 }, (res) => {
+      let bytes = 0
+      res.on('data', (/** @type {Buffer} */ chunk) => { bytes += chunk.length })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, headers: res.headers }))
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in 2 s`)))
+    req.on('error', reject)
+  })
+}
+
+/**
+ * Polls `url` until it answers `status`, for at most `timeoutMs`; fails at once if `proc` exits meanwhile.
+ * @param {string} url
+ * @param {{ status?: number, timeoutMs?: number, proc?: import('./processes.js').Managed }} [options]
+ */
+export async function waitForHttp (url, { status = 200, timeoutMs = 15_000, proc } = {}) {
+  const deadline = Date.now() + timeoutMs
+  let last = 'no answer yet'
+  while (Date.now() < deadline) {
+    if (proc !== undefined && !proc.alive()) {
+      throw new Error(`${proc.name} exited before answering ${url}:\n${proc.logTail()}`)
+    }
+    try {
+      const answer = await probe(url)
+      if (answer.status === status) return answer
+      last = `status ${answer.status}`
+    } catch (err) {
+      last = /** @type {Error} */ (err).message
+    }
+    await sleep(50)
+  }
+  throw new Error(`${url} did not answer ${status} within ${timeoutMs} ms (last: ${last})${proc === undefined ? '' : `\n${proc.logTail()}`}`)
+}

@@ -1,0 +1,149 @@
+// The markdown report of a scenario run: the summary table (medians, min-max, ratios to the baseline), target checks, and per-round figures.
+import { TAINT_CPU } from './runner.js'
+import { summarize } from './stats.js'
+
+/**
+ * @typedef {import('./runner.js').ScenarioResult} ScenarioResult
+ * @typedef {import('./runner.js').Sample} Sample
+ */
+
+const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 })
+const fixed = (/** @type {number} */ n, /** @type {number} */ digits) => Number.isFinite(n) ? n.toFixed(digits) : '—'
+const ratio = (/** @type {number} */ n) => Number.isFinite(n) ? `${n.toFixed(2)}x` : '—'
+const range = (/** @type {import('./stats.js').Summary} */ s, /** @type {(n: number) => string} */ format) =>
+  s.min === s.max ? format(s.median) : `${format(s.median)} (${format(s.min)}–${format(s.max)})`
+const ms = (/** @type {number} */ n) => `${fixed(n, 2)} ms`
+
+/**
+ * The figures of each row, with ratios to the baseline row: of the medians, and per round (same round's baseline).
+ * @param {ScenarioResult} result
+ */
+export function figures (result) {
+  const baseline = result.rows.find((row) => row.candidate.baseline === true)
+  return result.rows.map((row) => {
+    const pick = (/** @type {(s: Sample) => number} */ f) => summarize(row.samples.map(f))
+    const rps = pick((s) => s.rps)
+    const p50 = pick((s) => s.p50Ms)
+    const p99 = pick((s) => s.p99Ms)
+    const cpu = pick((s) => s.cpuUsPerRequest)
+    const perRound = (/** @type {(s: Sample) => number} */ f) => summarize(row.samples.map((s, i) => {
+      const base = baseline?.samples[i]
+      return base === undefined ? NaN : f(s) / f(base)
+    }))
+    const baseRps = baseline === undefined ? NaN : summarize(baseline.samples.map((s) => s.rps)).median
+    const baseP99 = baseline === undefined ? NaN : summarize(baseline.samples.map((s) => s.p99Ms)).median
+    return {
+      row,
+      rps,
+      p50,
+      p99,
+      cpu,
+      rpsRatio: rps.median / baseRps,
+      rpsRatioPerRound: perRound((s) => s.rps),
+      p99Ratio: p99.median / baseP99,
+      p99RatioPerRound: perRound((s) => s.p99Ms),
+      proxyCpuShare: pick((s) => s.proxyCpuShare),
+      loadCpuShare: pick((s) => s.loadCpuShare),
+
+      errors: row.samples.reduce((sum, s) => sum + s.errors, 0)
+    }
+  })
+}
+
+/**
+ * The summary table.
+ * @param {ScenarioResult} result
+ */
+export function formatTable (result) {
+  const { throughputConnections: c, latencyConnections: l } = result.options
+  const lines = [
+    `| candidate | requests/s at -c${c} (median, min–max) | ratio to baseline | p50 at -c${l} | p99 at -c${l} | p99 ratio | CPU µs/request |`,
+    '|---|---:|---:|---:|---:|---:|---:|'
+  ]
+  for (const f of figures(result)) {
+    const perRound = (/** @type {import('./stats.js').Summary} */ s) => Number.isFinite(s.min) && s.min !== s.max ? ` (${fixed(s.min, 2)}–${fixed(s.max, 2)})` : ''
+    lines.push(`| ${f.row.candidate.label}${f.errors > 0 ? ' ⚠ errors' : ''} ` +
+      `| ${range(f.rps, (n) => int.format(n))} ` +
+      `| ${ratio(f.rpsRatio)}${f.row.candidate.baseline === true ? '' : perRound(f.rpsRatioPerRound)} ` +
+      `| ${ms(f.p50.median)} ` +
+      `| ${range(f.p99, ms)} ` +
+      `| ${ratio(f.p99Ratio)}${f.row.candidate.baseline === true ? '' : perRound(f.p99RatioPerRound)} ` +
+      `| ${range(f.cpu, (n) => fixed(n, 1))}${f.row.candidate.note === undefined ? '' : ` ${f.row.candidate.note}`} |`)
+  }
+  return lines.join('\n')
+}
+
+/**
+ * The issue's targets, each met or missed, on the medians.
+ * @param {ScenarioResult} result
+ * @returns {string[]}
+ */
+export function checkTargets (result) {
+  const all = figures(result)
+  return (result.scenario.targets ?? []).flatMap((target) => all.filter((x) => x.row.candidate.id === target.candidate ||
+    x.row.candidate.id.startsWith(`${target.candidate}@`)).map((f) => {
+    const checks = []
+    if (target.minRpsRatio !== undefined) {
+      checks.push(`requests/s ${ratio(f.rpsRatio)} (target ≥ ${target.minRpsRatio}x: ${f.rpsRatio >= target.minRpsRatio ? 'met' : 'MISSED'})`)
+    }
+    if (target.maxP99Ratio !== undefined) {
+      checks.push(`p99 ${ratio(f.p99Ratio)} (target ≤ ${target.maxP99Ratio}x: ${f.p99Ratio <= target.maxP99Ratio ? 'met' : 'MISSED'})`)
+    }
+    return `- ${f.row.candidate.label}: ${checks.join(', ')}`
+  }))
+}
+
+/**
+ * The whole report: title, table, targets, method and environment, sanity figures, per-round figures.
+ * @param {ScenarioResult} result
+ * @param {{ node: string, nginx: string, wrk: string, commit: string }} env
+ * @param {{ perRound: boolean }} options
+ */
+export function formatReport (result, env, { perRound }) {
+  const { scenario, options: o } = result
+  const minutes = (result.finishedAt.getTime() - result.startedAt.getTime()) / 60_000
+  const all = figures(result)
+  const lines = [
+    `### ${scenario.title}`,
+    '',
+    formatTable(result),
+    ''
+  ]
+  const targets = checkTargets(result)
+  if (targets.length > 0) lines.push('Targets (medians):', ...targets, '')
+  lines.push(
+    `Method: ${o.rounds} interleaved rounds (${result.rows.map((r) => r.candidate.id).join(', ')}); each candidate started fresh, ` +
+    `warmed up ${o.warmupSec} s, then \`wrk -t1 -c${o.throughputConnections} -d${o.durationSec}s --latency\` (requests/s, CPU) and ` +
+    `\`wrk -t1 -c${o.latencyConnections} -d${o.durationSec}s --latency\` (p50, p99). Proxy on CPU 0; wrk and the origin on CPU 1. ` +
+    'Ratios are of the medians; in parentheses, the range of the per-round ratios (each round against its own baseline). ' +
+    'CPU µs/request: utime+stime of the proxy process (/proc/PID/stat, 10 ms ticks) over the -c64 run, divided by the requests wrk counted.',
+    `Environment: ${env.commit}, node ${env.node}, ${env.nginx}, ${env.wrk}; ${result.startedAt.toISOString()}, ${minutes.toFixed(1)} min.`,
+    `Saturation (medians over the -c${o.throughputConnections} runs): ` +
+      all.map((f) => `${f.row.candidate.id} proxy CPU ${Math.round(f.proxyCpuShare.median * 100)}% / load CPU ${Math.round(f.loadCpuShare.median * 100)}%`).join('; ') + '. ' +
+      'Proxy CPU near 100% means the proxy is the bottleneck, as intended; load CPU near 100% means wrk and the origin are.',
+    ...(scenario.notes ?? [])
+  )
+  const errors = result.rows.flatMap((row) => row.samples.filter((s) => s.errors > 0).map((s) => `${row.candidate.id} round ${s.round}: ${s.errorDetail}`))
+  if (errors.length > 0) lines.push('', `Errors reported by wrk: ${errors.join('; ')}.`)
+  const retried = result.rows.reduce((n, row) => n + row.samples.filter((s) => s.attempts > 1).length, 0)
+  const tainted = result.rows.flatMap((row) => row.samples.filter((s) => s.foreignCpu > TAINT_CPU)
+    .map((s) => `${row.candidate.id} round ${s.round} (${s.foreignCpu.toFixed(2)} CPU)`))
+  lines.push('', `Other work on the machine: ${retried} measurement(s) were taken again because other processes took more than ` +
+    `${TAINT_CPU} CPU meanwhile (up to ${o.retries} retries each, after waiting up to ${o.quietWaitSec} s for quiet; the cleanest attempt is kept).` +
+    (tainted.length > 0 ? ` Still tainted: ${tainted.join(', ')}; rerun on a quieter machine if the figures matter.` : ' No kept measurement is tainted.'))
+  if (perRound) {
+    lines.push('', '<details><summary>Per-round figures</summary>', '',
+      '| round | candidate | requests/s | p50 | p99 | CPU µs/req | proxy CPU | load CPU | other work (CPUs) | attempts | errors |',
+      '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const row of result.rows) {
+        const s = row.samples[round - 1]
+        if (s === undefined) continue
+        lines.push(`| ${round} | ${row.candidate.id} | ${int.format(s.rps)} | ${ms(s.p50Ms)} | ${ms(s.p99Ms)} | ${fixed(s.cpuUsPerRequest, 1)} ` +
+          `| ${Math.round(s.proxyCpuShare * 100)}% | ${Math.round(s.loadCpuShare * 100)}% | ${fixed(s.foreignCpu, 2)} | ${s.attempts} | ${s.errors} |`)
+      }
+    }
+    lines.push('', '</details>')
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,267 @@
+// The shared runner: a scenario's candidates in interleaved rounds (A B C, A B C ...), each warmed up, then measured by wrk for throughput, latency and CPU per request.
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { CPU_TICK_SECONDS, cpuTimes, processCpuSeconds } from './cpu.js'
+import { probe } from './net.js'
+import { LOAD_CPU, PROXY_CPU } from './processes.js'
+import { runWrk } from './wrk.js'
+
+/**
+ * @typedef {import('./candidates.js').Candidate} Candidate
+ * @typedef {import('./candidates.js').RunContext} RunContext
+ */
+
+/**
+ * @typedef {object} Scenario
+ * @property {string} id
+ * @property {string} title
+ * @property {string} path  the request path wrk loads
+ * @property {{ status: number, bodyBytes?: number }} expect  what a probe through each candidate must get before it is measured
+ * @property {(ctx: RunContext) => Promise<{ services: Record<string, any>, stop: () => Promise<void> }>} setup  starts the origin and any other shared service
+ * @property {Candidate[]} candidates  in the order each round runs them
+ * @property {string} [script]  a wrk Lua script, for POSTs or varied paths
+ * @property {boolean} [allowNon2xx]  non-2xx answers are the point (breaker open): do not count them as errors
+ * @property {Target[]} [targets]  the issue's acceptance figures, checked in the report
+ * @property {string[]} [notes]  printed under the table
+ */
+
+/**
+ * @typedef {object} Target
+ * @property {string} candidate  a candidate id
+ * @property {number} [minRpsRatio]  requests/s at least this times the baseline's
+ * @property {number} [maxP99Ratio]  p99 at most this times the baseline's
+ */
+
+/**
+ * @typedef {object} RunOptions
+ * @property {number} rounds
+ * @property {number} durationSec  of each measured wrk run
+ * @property {number} warmupSec  load before the measured runs, not recorded
+ * @property {number} throughputConnections
+ * @property {number} latencyConnections
+ * @property {number} retries  how many times a round tainted by other work is measured again (the cleanest is kept)
+ * @property {number} quietWaitSec  at most this long, before each measurement, waiting for other work to stop
+ */
+
+/**
+ * @typedef {object} Sample
+ * @property {number} round
+ * @property {number} rps  at throughputConnections
+ * @property {number} requests  completed in the throughput run
+ * @property {number} cpuUsPerRequest  the candidate process's utime+stime over the throughput run, per request
+ * @property {number} proxyCpuShare  that CPU time over the run's wall time: near 1, the proxy is the bottleneck
+ * @property {number} loadCpuShare  how busy the load CPU (wrk + origin) was in the throughput run
+ * @property {number} foreignCpu  CPUs' worth of time other processes took during the measured runs (worst of the two)
+ * @property {number} attempts  how many measurements were taken: 1, or more when they were tainted by other work
+ * @property {number} p50Ms  at latencyConnections
+ * @property {number} p99Ms
+ * @property {number} errors  socket errors, and non-2xx answers unless the scenario expects them, in both runs
+ * @property {string} errorDetail
+ */
+
+/**
+ * @typedef {object} ScenarioResult
+ * @property {Scenario} scenario
+ * @property {RunOptions} options
+ * @property {{ candidate: Candidate, samples: Sample[] }[]} rows
+ * @property {Date} startedAt
+ * @property {Date} finishedAt
+ */
+
+/**
+ * Above this many CPUs' worth of other processes' time during a measurement, the measurement is tainted: on a shared
+ * two-CPU machine a test suite next door halves a proxy's throughput and multiplies its p99.
+ */
+export const TAINT_CPU = 0.05
+
+/** The CPUs whose time is accounted: the proxy's and the load's. */
+const CPUS = [PROXY_CPU, LOAD_CPU]
+
+/**
+ * Runs every candidate of `scenario` once per round, the rounds interleaved so that drift on a shared machine falls
+ * on all candidates alike. Each candidate starts fresh in each round and is stopped before the next one starts.
+ * @param {Scenario} scenario
+ * @param {Candidate[]} candidates  the scenario's, possibly filtered
+ * @param {RunOptions} options
+ * @param {RunContext} ctx
+ * @returns {Promise<ScenarioResult>}
+ */
+export async function runScenario (scenario, candidates, options, ctx) {
+  const startedAt = new Date()
+  const rows = candidates.map((candidate) => ({ candidate, samples: /** @type {Sample[]} */ ([]) }))
+  const { services, stop } = await scenario.setup(ctx)
+  try {
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const row of rows) {
+        const sample = await measureClean(scenario, row.candidate, round, options, ctx, services)
+        row.samples.push(sample)
+        ctx.log(`  round ${round}/${options.rounds} ${row.candidate.id}: ${Math.round(sample.rps)} req/s, ` +
+          `${sample.cpuUsPerRequest.toFixed(1)} µs CPU/req (proxy CPU ${Math.round(sample.proxyCpuShare * 100)}%, ` +
+          `load CPU ${Math.round(sample.loadCpuShare * 100)}%, other work ${sample.foreignCpu.toFixed(2)} CPU), ` +
+          `-c${options.latencyConnections} p50 ${sample.p50Ms.toFixed(2)} ms p99 ${sample.p99Ms.toFixed(2)} ms` +
+          `${sample.attempts > 1 ? ` [attempt ${sample.attempts}]` : ''}${sample.errors > 0 ? `, ERRORS ${sample.errorDetail}` : ''}`)
+      }
+    }
+  } finally {
+    await stop()
+  }
+  return { scenario, options, rows, startedAt, finishedAt: new Date() }
+}
+
+/**
+ * Measures until a measurement is not tainted by other work, at most 1 + retries times; keeps the cleanest.
+ * @param {Scenario} scenario
+ * @param {Candidate} candidate
+ * @param {number} round
+ * @param {RunOptions} options
+ * @param {RunContext} ctx
+ * @param {Record<string, any>} services
+ * @returns {Promise<Sample>}
+ */
+async function measureClean (scenario, candidate, round, options, ctx, services) {
+  /** @type {Sample | undefined} */
+  let best
+  let attempt = 1
+  for (; attempt <= 1 + options.retries; attempt++) {
+    const waited = await waitForQuiet(options.quietWaitSec)
+    if (!waited.quiet) ctx.log(`  (other work still took ${waited.foreignCpu.toFixed(2)} CPU after ${options.quietWaitSec} s of waiting)`)
+    const sample = await measure(scenario, candidate, round, options, ctx, services)
+    if (best === undefined || sample.foreignCpu < best.foreignCpu) best = sample
+    if (sample.foreignCpu <= TAINT_CPU) break
+    if (attempt <= options.retries) {
+      ctx.log(`  round ${round} ${candidate.id}: other work took ${sample.foreignCpu.toFixed(2)} CPU during the measurement; measuring again`)
+    }
+  }
+  const kept = /** @type {Sample} */ (best)
+  return { ...kept, attempts: Math.min(attempt, 1 + options.retries) }
+}
+
+/**
+ * Waits, one second at a time and at most `maxSec`, until processes took less than TAINT_CPU of the two CPUs in a
+ * second. Nothing of the bench's runs then but an idle origin.
+ * @param {number} maxSec
+ * @returns {Promise<{ quiet: boolean, foreignCpu: number }>}
+ */
+export async function waitForQuiet (maxSec) {
+  let foreignCpu = NaN
+  for (let i = 0; i < maxSec; i++) {
+    const before = busySeconds()
+    const self = process.cpuUsage()
+    const wallBefore = performance.now()
+    await sleep(1_000)
+    const ownSeconds = secondsOf(process.cpuUsage(self))
+    foreignCpu = Math.max(0, busySeconds() - before - ownSeconds) / ((performance.now() - wallBefore) / 1000)
+    if (foreignCpu <= TAINT_CPU) return { quiet: true, foreignCpu }
+  }
+  return { quiet: false, foreignCpu }
+}
+
+/**
+ * Busy time of the accounted CPUs since boot, in seconds. Busy, not task time: a process's stime includes the
+ * softirq ticks it ran (loopback TCP does its receive work there), which /proc/stat books as softirq.
+ */
+function busySeconds () {
+  return CPUS.reduce((sum, cpu) => sum + cpuTimes(cpu).busy, 0)
+}
+
+/** process.cpuUsage()'s microseconds, in seconds. */
+function secondsOf (/** @type {NodeJS.CpuUsage} */ usage) {
+  return (usage.user + usage.system) / 1e6
+}
+
+/**
+ * Runs one wrk measurement and accounts the CPUs' time meanwhile: the proxy's (or origin's) process, the origin's
+ * worker, wrk, this process, and the rest, which is other work on the machine.
+ * @param {Parameters<typeof runWrk>[0]} wrkOptions
+ * @param {number} cpuPid
+ * @param {number | null} originPid
+ */
+export async function accounted (wrkOptions, cpuPid, originPid) {
+  const proxyBefore = processCpuSeconds(cpuPid)
+  const originBefore = originPid === null ? 0 : processCpuSeconds(originPid)
+  const proxyCpuBefore = cpuTimes(PROXY_CPU)
+  const loadBefore = cpuTimes(LOAD_CPU)
+  const self = process.cpuUsage()
+  const wallBefore = performance.now()
+  const run = await runWrk(wrkOptions)
+  const wallSeconds = (performance.now() - wallBefore) / 1000
+  const ownSeconds = secondsOf(process.cpuUsage(self))
+  const proxySeconds = processCpuSeconds(cpuPid) - proxyBefore
+  const originSeconds = originPid === null ? 0 : processCpuSeconds(originPid) - originBefore
+  const loadAfter = cpuTimes(LOAD_CPU)
+  const proxyCpuAfter = cpuTimes(PROXY_CPU)
+  const busyDelta = proxyCpuAfter.busy - proxyCpuBefore.busy + loadAfter.busy - loadBefore.busy
+  // Ticks are 10 ms: a few of them either way are rounding, not other work.
+  const foreignSeconds = Math.max(0, busyDelta - proxySeconds - originSeconds - run.cpuSeconds - ownSeconds - 4 * CPU_TICK_SECONDS)
+  return {
+    run,
+    proxySeconds,
+    wallSeconds,
+    loadCpuShare: (loadAfter.busy - loadBefore.busy) / (loadAfter.total - loadBefore.total),
+    foreignCpu: foreignSeconds / wallSeconds
+  }
+}
+
+/**
+ * One candidate, one round: start, probe, warm up, throughput run with CPU sampling, latency run, stop.
+ * @param {Scenario} scenario
+ * @param {Candidate} candidate
+ * @param {number} round
+ * @param {RunOptions} options
+ * @param {RunContext} ctx
+ * @param {Record<string, any>} services
+ * @returns {Promise<Sample>}
+ */
+async function measure (scenario, candidate, round, options, ctx, services) {
+  const instance = await candidate.start(ctx, services)
+  try {
+    const url = instance.url + scenario.path
+    await expectAnswer(url, scenario.expect, candidate)
+    const wrk = { url, dir: ctx.dir, script: scenario.script }
+    await runWrk({ ...wrk, connections: options.throughputConnections, durationSec: options.warmupSec })
+
+    // The origin's worker is accounted apart, unless it is the candidate (wrk straight at the origin).
+    const originPid = services.origin?.workerPid !== undefined && services.origin.workerPid !== instance.cpuPid ? services.origin.workerPid : null
+    const throughput = await accounted({ ...wrk, connections: options.throughputConnections, durationSec: options.durationSec }, instance.cpuPid, originPid)
+    const latency = await accounted({ ...wrk, connections: options.latencyConnections, durationSec: options.durationSec }, instance.cpuPid, originPid)
+    if (instance.proc !== null && !instance.proc.alive()) {
+      throw new Error(`${candidate.id} exited during the run:\n${instance.proc.logTail()}`)
+    }
+    const errorsOf = (/** @type {import('./wrk.js').WrkResult} */ run) => {
+      const e = run.errors
+      return e.connect + e.read + e.write + e.timeout + (scenario.allowNon2xx === true ? 0 : e.non2xx)
+    }
+    const detail = (/** @type {string} */ name, /** @type {import('./wrk.js').WrkResult} */ run) =>
+      Object.entries(run.errors).filter(([, n]) => n > 0).map(([kind, n]) => `${name} ${kind} ${n}`)
+    return {
+      round,
+      rps: throughput.run.rps,
+      requests: throughput.run.requests,
+      cpuUsPerRequest: throughput.proxySeconds * 1e6 / throughput.run.requests,
+      proxyCpuShare: throughput.proxySeconds / throughput.wallSeconds,
+      loadCpuShare: throughput.loadCpuShare,
+      foreignCpu: Math.max(throughput.foreignCpu, latency.foreignCpu),
+      attempts: 1,
+      p50Ms: latency.run.latencyMs.p50,
+      p99Ms: latency.run.latencyMs.p99,
+      errors: errorsOf(throughput.run) + errorsOf(latency.run),
+      errorDetail: [...detail(`-c${options.throughputConnections}`, throughput.run), ...detail(`-c${options.latencyConnections}`, latency.run)].join(', ')
+    }
+  } finally {
+    await instance.stop()
+  }
+}
+
+/**
+ * A candidate that answers wrongly would be measured doing something else: one request first.
+ * @param {string} url
+ * @param {Scenario['expect']} expect
+ * @param {Candidate} candidate
+ */
+async function expectAnswer (url, expect, candidate) {
+  const answer = await probe(url)
+  if (answer.status !== expect.status || (expect.bodyBytes !== undefined && answer.bytes !== expect.bodyBytes)) {
+    throw new Error(`${candidate.id}: GET ${url} answered ${answer.status} with ${answer.bytes} bytes; ` +
+      `the scenario expects ${expect.status}${expect.bodyBytes === undefined ? '' : ` with ${expect.bodyBytes} bytes`}`)
+  }
+}
