@@ -99,11 +99,7 @@ async function start (file: string, demo: boolean): Promise<void> {
       app.log.warn({ shutdownTimeoutMs }, 'shutdown timeout reached: closing the connections still open')
       app.server.closeAllConnections()
     }, shutdownTimeoutMs)
-    // server.close() ends only the connections idle at that moment: a keep-alive connection whose response finishes
-    // later would stay open and hold the exit until the deadline, so idle connections are reaped as they appear.
-    const reaper = setInterval(() => { app.server.closeIdleConnections() }, 50)
     await app.close()
-    clearInterval(reaper)
     clearTimeout(deadline)
     await demoUpstreams?.close()
     app.log.info('stopped')

@@ -4,9 +4,12 @@ import { Ajv, type ErrorObject } from 'ajv'
 import { isMap, isNode, isPair, isScalar, isSeq, LineCounter, parse, parseDocument, Scalar, visit, type Document, type Node } from 'yaml'
 import { ConfigError, formatPath, type ConfigIssue } from './config-error.js'
 import {
-  ConfigSchema, DEFAULT_BODY_LIMIT, DEFAULT_HEADERS_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS,
-  DEFAULT_ROUTE_TIMEOUT, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT, DEFAULT_SHUTDOWN_TIMEOUT, RESERVED_PREFIX,
-  type ConfigFile, type GatewayConfig, type RouteConfig, type ServerConfig
+  ConfigSchema, DEFAULT_BODY_LIMIT, DEFAULT_FAILURE_STATUSES, DEFAULT_FAILURE_THRESHOLD, DEFAULT_FALLBACK_CONTENT_TYPE,
+  DEFAULT_HALF_OPEN_CALLS, DEFAULT_HEADERS_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS, DEFAULT_MINIMUM_CALLS,
+  DEFAULT_RECOVERY_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF, DEFAULT_RETRY_ON,
+  DEFAULT_ROUTE_TIMEOUT, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLIDING_WINDOW,
+  DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_SLOW_CALL_THRESHOLD, RESERVED_PREFIX,
+  type BreakerConfig, type ConfigFile, type GatewayConfig, type RetryConfig, type RouteConfig, type ServerConfig
 } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
 
@@ -326,10 +329,57 @@ function resolve (raw: ConfigFile, source: string): GatewayConfig {
       timeoutMs: parseDurationMs(route.timeout ?? defaults.timeout ?? DEFAULT_ROUTE_TIMEOUT),
       headers: Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value])),
       websocket: route.websocket ?? defaults.websocket ?? false,
-      bodyLimitBytes: bodyLimit === undefined ? resolvedServer.bodyLimitBytes : parseSizeBytes(bodyLimit)
+      bodyLimitBytes: bodyLimit === undefined ? resolvedServer.bodyLimitBytes : parseSizeBytes(bodyLimit),
+      // A route's breaker and retry blocks refine the defaults' key by key.
+      breaker: resolveBreaker({ ...defaults.breaker, ...route.breaker }),
+      retry: resolveRetry(route.retry === undefined && defaults.retry === undefined ? null : { ...defaults.retry, ...route.retry })
     }
   })
-  return { source, server: resolvedServer, routes }
+  const management = raw.management ?? {}
+  return {
+    source,
+    server: resolvedServer,
+    management: {
+      token: management.token === undefined || management.token === null || management.token === '' ? null : management.token,
+      port: management.port ?? null,
+      host: management.host ?? resolvedServer.host
+    },
+    routes
+  }
+}
+
+function resolveBreaker (breaker: NonNullable<NonNullable<ConfigFile['defaults']>['breaker']>): BreakerConfig {
+  const fallback = breaker.fallback
+  return {
+    mode: breaker.mode ?? 'enforce',
+    failureThreshold: breaker.failureThreshold ?? DEFAULT_FAILURE_THRESHOLD,
+    failureRateThreshold: breaker.failureRateThreshold ?? null,
+    slidingWindowMs: parseDurationMs(breaker.slidingWindow ?? DEFAULT_SLIDING_WINDOW),
+    minimumCalls: breaker.minimumCalls ?? DEFAULT_MINIMUM_CALLS,
+    slowCallThresholdMs: parseDurationMs(breaker.slowCallThreshold ?? DEFAULT_SLOW_CALL_THRESHOLD),
+    slowCallRateThreshold: breaker.slowCallRateThreshold ?? DEFAULT_SLOW_CALL_RATE_THRESHOLD,
+    recoveryTimeoutMs: parseDurationMs(breaker.recoveryTimeout ?? DEFAULT_RECOVERY_TIMEOUT),
+    recoveryBackoff: breaker.recoveryBackoff === undefined
+      ? null
+      : { multiplier: breaker.recoveryBackoff.multiplier, maxMs: parseDurationMs(breaker.recoveryBackoff.max) },
+    halfOpenCalls: breaker.halfOpenCalls ?? DEFAULT_HALF_OPEN_CALLS,
+    failureStatuses: breaker.failureStatuses ?? DEFAULT_FAILURE_STATUSES,
+    fallback: fallback === undefined
+      ? null
+      : { status: fallback.status, contentType: fallback.contentType ?? DEFAULT_FALLBACK_CONTENT_TYPE, body: fallback.body ?? '' }
+  }
+}
+
+function resolveRetry (retry: NonNullable<NonNullable<ConfigFile['defaults']>['retry']> | null): RetryConfig {
+  const on = retry?.on ?? DEFAULT_RETRY_ON
+  return {
+    retries: retry === null ? 0 : retry.retries ?? DEFAULT_RETRIES,
+    backoffMs: parseDurationMs(retry?.backoff ?? DEFAULT_RETRY_BACKOFF),
+    maxBackoffMs: parseDurationMs(retry?.maxBackoff ?? DEFAULT_RETRY_MAX_BACKOFF),
+    statuses: on.filter((item): item is number => typeof item === 'number'),
+    onConnect: on.includes('connect'),
+    onTimeout: on.includes('timeout')
+  }
 }
 
 function deepFreeze<T> (value: T): T {

@@ -1,5 +1,5 @@
 // The config file's schema (validated with ajv, documented in the README from these descriptions) and the loaded config's types.
-import { Type, type Static, type TString } from '@sinclair/typebox'
+import { Type, type Static, type TNumber, type TString } from '@sinclair/typebox'
 import { DURATION_PATTERN, SIZE_PATTERN } from './units.js'
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'] as const
@@ -23,6 +23,19 @@ export const DEFAULT_MAX_HEADERS = 100
 export const DEFAULT_HEADERS_TIMEOUT = '30s'
 export const DEFAULT_LOG_LEVEL: LogLevel = 'info'
 export const DEFAULT_ROUTE_TIMEOUT = '5s'
+export const DEFAULT_FAILURE_THRESHOLD = 5
+export const DEFAULT_SLIDING_WINDOW = '10s'
+export const DEFAULT_MINIMUM_CALLS = 20
+export const DEFAULT_SLOW_CALL_THRESHOLD = '60s'
+export const DEFAULT_SLOW_CALL_RATE_THRESHOLD = 100
+export const DEFAULT_RECOVERY_TIMEOUT = '30s'
+export const DEFAULT_HALF_OPEN_CALLS = 1
+export const DEFAULT_FAILURE_STATUSES = [500, 502, 503, 504]
+export const DEFAULT_FALLBACK_CONTENT_TYPE = 'application/json'
+export const DEFAULT_RETRIES = 2
+export const DEFAULT_RETRY_BACKOFF = '100ms'
+export const DEFAULT_RETRY_MAX_BACKOFF = '2s'
+export const DEFAULT_RETRY_ON = [502, 503, 504, 'connect', 'timeout'] as const
 
 // `x-expected` says, in words, what a value must look like; config errors quote it as "expected <x-expected>, got <value>".
 const duration = (description: string, defaultValue?: string): TString =>
@@ -31,6 +44,45 @@ const size = (description: string, defaultValue?: string): TString =>
   Type.String({ pattern: SIZE_PATTERN, description, default: defaultValue, 'x-expected': 'a size like 1mb' })
 
 const Method = Type.Unsafe<HttpMethod>({ type: 'string', enum: [...HTTP_METHODS] })
+
+export const BREAKER_MODES = ['enforce', 'observe', 'off'] as const
+export type BreakerMode = typeof BREAKER_MODES[number]
+/** Failures that are not an HTTP status: the connection could not be made or was reset, or the route's timeout passed. */
+export const RETRY_CONDITIONS = ['connect', 'timeout'] as const
+export type RetryCondition = typeof RETRY_CONDITIONS[number]
+
+const percent = (description: string, defaultValue?: number): TNumber =>
+  Type.Number({ exclusiveMinimum: 0, maximum: 100, description, default: defaultValue, 'x-expected': 'a percentage above 0, at most 100' })
+const ServerErrorStatus = Type.Integer({ minimum: 500, maximum: 599, 'x-expected': 'a 5xx status' })
+
+const Breaker = Type.Object({
+  mode: Type.Optional(Type.Unsafe<BreakerMode>({ type: 'string', enum: [...BREAKER_MODES], default: 'enforce', description: '`enforce` rejects while open; `observe` (Resilience4j METRICS_ONLY) counts and reports but never rejects; `off` (DISABLED)' })),
+  failureThreshold: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_FAILURE_THRESHOLD, description: 'Consecutive failures that open the breaker' })),
+  failureRateThreshold: Type.Optional(percent('Failure rate (%) over `slidingWindow` that opens the breaker, once `minimumCalls` were seen. Default: off')),
+  slidingWindow: Type.Optional(duration('The time window the failure and slow-call rates are measured over', DEFAULT_SLIDING_WINDOW)),
+  minimumCalls: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_MINIMUM_CALLS, description: 'Calls the window must hold before its rates count' })),
+  slowCallThreshold: Type.Optional(duration('A call slower than this counts as slow', DEFAULT_SLOW_CALL_THRESHOLD)),
+  slowCallRateThreshold: Type.Optional(percent('Slow-call rate (%) over the window that opens the breaker; 100 is off in effect', DEFAULT_SLOW_CALL_RATE_THRESHOLD)),
+  recoveryTimeout: Type.Optional(duration('How long the breaker stays open before it lets trial calls through (HALF_OPEN)', DEFAULT_RECOVERY_TIMEOUT)),
+  recoveryBackoff: Type.Optional(Type.Object({
+    multiplier: Type.Number({ minimum: 1, description: 'Each re-open waits this many times longer' }),
+    max: duration('The longest wait')
+  }, { additionalProperties: false, description: 'Each re-open from HALF_OPEN waits longer; reset once the breaker closes. Default: a fixed `recoveryTimeout`' })),
+  halfOpenCalls: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_HALF_OPEN_CALLS, description: 'Trial calls let through in HALF_OPEN: all succeed -> CLOSED, any fails -> OPEN' })),
+  failureStatuses: Type.Optional(Type.Array(ServerErrorStatus, { minItems: 1, uniqueItems: true, default: DEFAULT_FAILURE_STATUSES, description: 'Upstream statuses that count as failures (4xx never do)' })),
+  fallback: Type.Optional(Type.Object({
+    status: Type.Integer({ minimum: 200, maximum: 599, 'x-expected': 'an HTTP status' }),
+    contentType: Type.Optional(Type.String({ minLength: 1, default: DEFAULT_FALLBACK_CONTENT_TYPE })),
+    body: Type.Optional(Type.String())
+  }, { additionalProperties: false, description: 'The answer while open, instead of 503 problem+json' }))
+}, { additionalProperties: false, description: 'The route\'s circuit breaker (Resilience4j semantics)' })
+
+const Retry = Type.Object({
+  retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 10, default: DEFAULT_RETRIES, description: 'Extra attempts after the first' })),
+  backoff: Type.Optional(duration('Base of the exponential backoff, with full jitter', DEFAULT_RETRY_BACKOFF)),
+  maxBackoff: Type.Optional(duration('Longest wait between attempts; also caps an honoured Retry-After', DEFAULT_RETRY_MAX_BACKOFF)),
+  on: Type.Optional(Type.Array(Type.Union([ServerErrorStatus, Type.Unsafe<RetryCondition>({ type: 'string', enum: [...RETRY_CONDITIONS] })], { 'x-expected': 'a 5xx status, connect or timeout' }), { minItems: 1, uniqueItems: true, description: 'What is retried: 5xx statuses, `connect` (refused or reset), `timeout`. Default: 502, 503, 504, connect, timeout' }))
+}, { additionalProperties: false, description: 'Retries for idempotent methods (GET HEAD OPTIONS PUT DELETE) without a streamed body, each attempt through the breaker' })
 
 /** Route keys that may also be set once for all routes under `defaults:`. */
 const routePolicy = {
@@ -47,7 +99,9 @@ const routePolicy = {
   timeout: Type.Optional(duration('Upstream response timeout (connect, then each wait for headers or body data): past it, 504 and the upstream request is aborted', DEFAULT_ROUTE_TIMEOUT)),
   headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Request headers added upstream' })),
   websocket: Type.Optional(Type.Boolean({ description: 'Proxy WebSocket Upgrade requests on this prefix', default: false })),
-  bodyLimit: Type.Optional(size('Largest request body on this route; larger ones get 413. Default: `server.bodyLimit`'))
+  bodyLimit: Type.Optional(size('Largest request body on this route; larger ones get 413. Default: `server.bodyLimit`')),
+  breaker: Type.Optional(Breaker),
+  retry: Type.Optional(Retry)
 }
 
 const Route = Type.Object({
@@ -70,8 +124,15 @@ const Server = Type.Object({
   accessLog: Type.Optional(Type.Boolean({ description: 'Log one line per request (route, status, duration, request id)', default: true }))
 }, { additionalProperties: false })
 
+const Management = Type.Object({
+  token: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Bearer token for state-changing /actuator requests (POST, DELETE); empty or unset: they answer 403', 'x-expected': 'a string' })),
+  port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Serve /actuator on this port only (the main port then answers 404 under /actuator). Default: the main port', 'x-expected': 'a port number from 0 to 65535' })),
+  host: Type.Optional(Type.String({ minLength: 1, description: 'Address of the management listener. Default: `server.host`' }))
+}, { additionalProperties: false, description: 'The /actuator endpoints' })
+
 export const ConfigSchema = Type.Object({
   server: Type.Optional(Server),
+  management: Type.Optional(Management),
   defaults: Type.Optional(Defaults),
   routes: Type.Optional(Type.Array(Route, { description: 'The routes, matched by longest prefix' }))
 }, { additionalProperties: false })
@@ -106,11 +167,50 @@ export interface RouteConfig {
   readonly headers: Readonly<Record<string, string>>
   readonly websocket: boolean
   readonly bodyLimitBytes: number
+  readonly breaker: BreakerConfig
+  readonly retry: RetryConfig
+}
+
+export interface BreakerConfig {
+  readonly mode: BreakerMode
+  readonly failureThreshold: number
+  /** null: the rate trigger is off. */
+  readonly failureRateThreshold: number | null
+  readonly slidingWindowMs: number
+  readonly minimumCalls: number
+  readonly slowCallThresholdMs: number
+  readonly slowCallRateThreshold: number
+  readonly recoveryTimeoutMs: number
+  /** null: every open waits `recoveryTimeoutMs`. */
+  readonly recoveryBackoff: { readonly multiplier: number, readonly maxMs: number } | null
+  readonly halfOpenCalls: number
+  readonly failureStatuses: readonly number[]
+  /** null: 503 problem+json with Retry-After. */
+  readonly fallback: { readonly status: number, readonly contentType: string, readonly body: string } | null
+}
+
+export interface RetryConfig {
+  /** 0: no retry (the route sets no `retry:`). */
+  readonly retries: number
+  readonly backoffMs: number
+  readonly maxBackoffMs: number
+  readonly statuses: readonly number[]
+  readonly onConnect: boolean
+  readonly onTimeout: boolean
+}
+
+export interface ManagementConfig {
+  /** null: state-changing /actuator requests answer 403. */
+  readonly token: string | null
+  /** null: /actuator is served on the main port. */
+  readonly port: number | null
+  readonly host: string
 }
 
 export interface GatewayConfig {
   /** Where the config came from, for messages. */
   readonly source: string
   readonly server: ServerConfig
+  readonly management: ManagementConfig
   readonly routes: readonly RouteConfig[]
 }

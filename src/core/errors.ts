@@ -19,8 +19,13 @@ export const ERROR_TABLE = {
   BW_ERR_UPSTREAM_UNREACHABLE: { status: 502, title: 'Upstream unreachable' },
   BW_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, title: 'Bad upstream response' },
   BW_ERR_UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timed out' },
+  BW_ERR_UPSTREAM_CIRCUIT_OPEN: { status: 503, title: 'Circuit breaker open' },
   BW_ERR_GATEWAY_SHUTTING_DOWN: { status: 503, title: 'Gateway shutting down' },
-  BW_ERR_GATEWAY_INTERNAL: { status: 500, title: 'Internal gateway error' }
+  BW_ERR_GATEWAY_INTERNAL: { status: 500, title: 'Internal gateway error' },
+  BW_ERR_ACTUATOR_UNAUTHORIZED: { status: 401, title: 'Actuator token missing or wrong' },
+  BW_ERR_ACTUATOR_FORBIDDEN: { status: 403, title: 'Actuator changes are disabled' },
+  BW_ERR_ACTUATOR_NOT_FOUND: { status: 404, title: 'No such actuator endpoint or circuit breaker' },
+  BW_ERR_ACTUATOR_BAD_REQUEST: { status: 400, title: 'Bad actuator request' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_TABLE

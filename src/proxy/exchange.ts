@@ -3,11 +3,31 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import type { Dispatcher } from 'undici'
-import { gatewayError } from '../core/index.js'
+import { gatewayError, type GatewayError } from '../core/index.js'
 import { clientResponseHeaders } from './headers.js'
 import { translateUpstreamError } from './upstream-errors.js'
 
 type Controller = Dispatcher.DispatchController
+
+/** How an exchange ended. */
+export type ExchangeResult =
+  /** The upstream's answer, relayed to the client in full. */
+  | { readonly kind: 'response', readonly status: number, readonly durationMs: number }
+  /** The upstream's answer, held back from the client because `holdBack` asked for it: the caller retries. */
+  | { readonly kind: 'held', readonly status: number, readonly retryAfter: string | undefined, readonly durationMs: number }
+  /** The exchange failed; unless `answered` (the client's response was under way and has been cut), the caller answers. */
+  | { readonly kind: 'failed', readonly error: GatewayError, readonly answered: boolean, readonly durationMs: number }
+  /** The client left first. */
+  | { readonly kind: 'abandoned', readonly durationMs: number }
+
+type Ending = ExchangeResult extends infer R ? R extends unknown ? Omit<R, 'durationMs'> : never : never
+
+export interface ExchangeHooks {
+  /** Asked once the final status is known: true holds the answer back from the client (it is about to be retried). */
+  readonly holdBack?: (status: number) => boolean
+  /** Hears exactly once how the exchange ended. */
+  readonly onDone: (result: ExchangeResult) => void
+}
 
 /**
  * Why a handler rather than `pool.request()`: the answer is written to the client as undici parses it, with no
@@ -24,11 +44,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Set once the client has its answer (or is gone): later events from undici change nothing. */
   #settled = false
   #streaming = false
+  #status = 0
+  readonly #startedAt = performance.now()
+  readonly #hooks: ExchangeHooks
 
-  constructor (reply: FastifyReply, origin: string, timeoutMs: number) {
+  constructor (reply: FastifyReply, origin: string, timeoutMs: number, hooks: ExchangeHooks) {
     this.#reply = reply
     this.#origin = origin
     this.#timeoutMs = timeoutMs
+    this.#hooks = hooks
     reply.raw.on('close', this.#onClientClose)
   }
 
@@ -49,6 +73,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#settled) return
     // 1xx interim answers (RFC 9110 section 15.2) are the gateway's hop, not the client's: wait for the final one.
     if (statusCode < 200) return
+    if (this.#hooks.holdBack?.(statusCode) === true) {
+      const retryAfter = headers['retry-after']
+      this.#settle({ kind: 'held', status: statusCode, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter })
+      // The held answer's body is of no use; closing its connection is cheaper than reading it.
+      controller.abort(new Error('answer held back for a retry'))
+      return
+    }
+    this.#status = statusCode
     if (this.#timer === null) this.armTimeout()
     else this.#timer.refresh()
     const reply = this.#reply
@@ -75,44 +107,41 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd (): void {
     if (this.#settled) return
-    this.#settle()
+    this.#settle({ kind: 'response', status: this.#status })
     this.#reply.raw.end()
   }
 
   onResponseError (_controller: Controller, err: Error): void {
     if (this.#settled) return
-    this.#settle()
-    if (this.#streaming) {
-      // The status line is out: the only honest signal left is a cut connection.
-      this.#reply.raw.destroy(err)
-      return
-    }
-    this.#reply.send(translateUpstreamError(err, this.#origin, this.#timeoutMs))
+    const error = translateUpstreamError(err, this.#origin, this.#timeoutMs)
+    // Once the status line is out, the only honest signal left is a cut connection.
+    if (this.#streaming) this.#reply.raw.destroy(err)
+    this.#settle({ kind: 'failed', error, answered: this.#streaming })
   }
 
-  #settle (): void {
+  #settle (ending: Ending): void {
     this.#settled = true
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#reply.raw.removeListener('close', this.#onClientClose)
+    this.#hooks.onDone({ ...ending, durationMs: performance.now() - this.#startedAt })
   }
 
   readonly #onTimeout = (): void => {
     if (this.#settled) return
     const err = gatewayError('BW_ERR_UPSTREAM_TIMEOUT', this.#timeoutDetail())
     if (this.#controller !== null) {
-      // undici answers the abort with onResponseError(err), which replies or cuts the stream.
+      // undici answers the abort with onResponseError(err), which settles.
       this.#controller.abort(err)
       return
     }
-    // Still connecting: answer now; onRequestStart aborts the request if undici ever gets that far.
-    this.#settle()
-    this.#reply.send(err)
+    // Still connecting: settle now; onRequestStart aborts the request if undici ever gets that far.
+    this.#settle({ kind: 'failed', error: err, answered: false })
   }
 
   /** A client that leaves takes its upstream request with it; that is the client's doing, not the upstream's. */
   readonly #onClientClose = (): void => {
     if (this.#settled) return
-    this.#settle()
+    this.#settle({ kind: 'abandoned' })
     this.#controller?.abort(new Error('the client closed the connection'))
   }
 

@@ -1,3 +1,4 @@
+export * from './call-guard.js'
 export * from './exchange.js'
 export * from './headers.js'
 export * from './route-forwarder.js'

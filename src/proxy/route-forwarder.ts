@@ -7,7 +7,8 @@ import { Pool, type Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/index.js'
 import { gatewayError } from '../core/index.js'
 import { upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
-import { Exchange } from './exchange.js'
+import { failureOf, outcomeOf, type CallGuard, type RetryPolicy } from './call-guard.js'
+import { Exchange, type ExchangeResult } from './exchange.js'
 import { translateUpstreamError } from './upstream-errors.js'
 
 interface Target {
@@ -15,6 +16,18 @@ interface Target {
   /** host[:port], the Host upstream. */
   readonly host: string
   readonly pool: Pool
+}
+
+/** One client request on its way through attempts. */
+interface Call {
+  readonly request: FastifyRequest
+  readonly reply: FastifyReply
+  readonly upstreamPath: string
+  readonly body: Dispatcher.DispatchOptions['body']
+  /** 0 for the first attempt. */
+  readonly attempt: number
+  /** Extra attempts this request may make: 0 unless its method is idempotent and its body was not streamed. */
+  readonly retries: number
 }
 
 /** What a refused Upgrade answers with; the caller writes it to the raw socket. */
@@ -25,11 +38,21 @@ export class RouteForwarder {
   readonly #targets: readonly Target[]
   readonly #trustProxy: boolean
   readonly #tunnels = new Set<Duplex>()
+  readonly #guard: CallGuard | null
+  readonly #retry: RetryPolicy | null
+  readonly #fallbackBody: Buffer
   #next = 0
 
-  constructor (route: RouteConfig, options: { trustProxy: boolean }) {
+  /**
+   * `guard`: the route's circuit breaker, without which every call goes through uncounted;
+   * `retry`: the route's retry policy, without which nothing is retried.
+   */
+  constructor (route: RouteConfig, options: { trustProxy: boolean, guard?: CallGuard, retry?: RetryPolicy }) {
     this.route = route
     this.#trustProxy = options.trustProxy
+    this.#guard = options.guard ?? null
+    this.#retry = options.retry ?? null
+    this.#fallbackBody = Buffer.from(route.breaker.fallback?.body ?? '')
     this.#targets = route.upstreams.map((origin) => ({
       origin,
       host: new URL(origin).host,
@@ -54,18 +77,91 @@ export class RouteForwarder {
       body = Readable.from(limitBody(raw, route))
     }
 
+    const retry = this.#retry
+    const retries = body === null && retry !== null && retry.appliesTo(raw.method as string) ? retry.retries : 0
+    this.#attempt({ request, reply, upstreamPath, body, attempt: 0, retries })
+  }
+
+  /** One attempt through the breaker; a retryable failure schedules the next, the last one answers the client. */
+  #attempt (call: Call): void {
+    const { request, reply, body } = call
+    const route = this.route
+    const guard = this.#guard
+    const permit = guard?.tryAcquire() ?? null
+    if (permit !== null && !permit.permitted) {
+      // Never retried once open: the refusal is the answer.
+      this.#retry?.onOutcome?.(false, call.attempt > 0)
+      this.#refuse(reply, permit.retryAfterMs)
+      return
+    }
     const target = this.#pick()
-    const exchange = new Exchange(reply, target.origin, route.timeoutMs)
+    const retry = this.#retry
+    const exchange = new Exchange(reply, target.origin, route.timeoutMs, {
+      holdBack: retry !== null && call.attempt < call.retries ? (status) => retry.retryable({ status }) : undefined,
+      onDone: (result) => {
+        if (guard !== null && permit !== null) {
+          const { outcome, message } = outcomeOf(result, route)
+          guard.onResult(permit, outcome, result.durationMs, message)
+        }
+        this.#afterAttempt(call, result)
+      }
+    })
     target.pool.dispatch({
-      path: upstreamPath,
-      method: raw.method as Dispatcher.HttpMethod,
-      headers: this.#headersFor(raw, request.id, target),
+      path: call.upstreamPath,
+      method: request.raw.method as Dispatcher.HttpMethod,
+      headers: this.#headersFor(request.raw, request.id, target),
       body,
       headersTimeout: route.timeoutMs,
       bodyTimeout: route.timeoutMs
     }, exchange)
-    if (body === null || raw.readableEnded) exchange.armTimeout()
-    else raw.once('end', () => { exchange.armTimeout() })
+    if (body === null || request.raw.readableEnded) exchange.armTimeout()
+    else request.raw.once('end', () => { exchange.armTimeout() })
+  }
+
+  #afterAttempt (call: Call, result: ExchangeResult): void {
+    const retry = this.#retry
+    const retried = call.attempt > 0
+    switch (result.kind) {
+      case 'abandoned':
+        return
+      case 'response':
+        retry?.onOutcome?.(result.status < 500, retried)
+        return
+      case 'held':
+        this.#retryLater(call, (retry as RetryPolicy).delayMs(call.attempt, result.retryAfter))
+        return
+      case 'failed':
+        if (!result.answered && retry !== null && call.attempt < call.retries && retry.retryable(failureOf(result.error.code))) {
+          this.#retryLater(call, retry.delayMs(call.attempt, undefined))
+          return
+        }
+        retry?.onOutcome?.(false, retried)
+        if (!result.answered) call.reply.send(result.error)
+    }
+  }
+
+  #retryLater (call: Call, delayMs: number): void {
+    const res = call.reply.raw
+    // A client that leaves during the wait gets nothing more, and the upstream no further attempt.
+    const onClose = (): void => { clearTimeout(timer) }
+    const timer = setTimeout(() => {
+      res.removeListener('close', onClose)
+      this.#attempt({ ...call, attempt: call.attempt + 1 })
+    }, delayMs)
+    res.once('close', onClose)
+  }
+
+  /** The answer while the breaker refuses: the route's fallback, or 503 problem+json; both say when to come back. */
+  #refuse (reply: FastifyReply, retryAfterMs: number): void {
+    const retryAfter = String(Math.max(1, Math.ceil(retryAfterMs / 1000)))
+    reply.header('retry-after', retryAfter)
+    const fallback = this.route.breaker.fallback
+    if (fallback !== null) {
+      // A Buffer, so Fastify sends the configured content type as written (it adds a charset to strings).
+      reply.code(fallback.status).header('content-type', fallback.contentType).send(this.#fallbackBody)
+      return
+    }
+    reply.send(gatewayError('BW_ERR_UPSTREAM_CIRCUIT_OPEN', `the circuit breaker of route ${this.route.id} is open; retry in ${retryAfter} s`))
   }
 
   /** Tunnels a WebSocket Upgrade to the next upstream; `refuse` answers the client when that fails. */

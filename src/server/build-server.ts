@@ -1,28 +1,44 @@
 // buildServer(config): composes the gateway (routing, forwarding, problem answers, access log) on Fastify; never listens itself.
+import { readFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import type { GatewayConfig } from '../config/index.js'
+import { actuatorPlugin, snapshotsOf, type ActuatorOptions } from '../actuator/index.js'
+import type { GatewayConfig, RetryConfig } from '../config/index.js'
 import {
   gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, rawProblemResponse,
   type ErrorCode, type GatewayError
 } from '../core/index.js'
-import { RouteForwarder } from '../proxy/index.js'
+import { GatewayMetrics, NO_EXCEPTION, NOT_FOUND_URI } from '../metrics/index.js'
+import { RouteForwarder, type RetryPolicy } from '../proxy/index.js'
+import { backoffMs, BreakerRegistry, isRetryableMethod, parseRetryAfterSeconds, shouldRetry } from '../resilience/index.js'
 import { hostName, resolveDotSegments, RouteTable, type RouteMatch } from '../routing/index.js'
 import { AccessLog } from './access-log.js'
-import { createGatewayServer, onClientError } from './http-server.js'
+import { closeSilentConnections, createGatewayServer, onClientError, trackConnections } from './http-server.js'
 import { requestIdFor } from './request-id.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The id of the route that matched, or null; the access log and problem bodies name it. */
     routeId: string | null
+    /** The code of the problem the gateway answered with, or null: the `exception` label of the request metrics. */
+    errorCode: ErrorCode | null
+  }
+  interface FastifyInstance {
+    /** The gateway's metrics: the proxy path records each request with `metrics.observeRequest`. */
+    metrics: GatewayMetrics
+    /** One circuit breaker per route, by route id. */
+    breakers: BreakerRegistry
+    /** The /actuator listener on `management.port`, or null when /actuator is served on the main port. */
+    managementServer: FastifyInstance | null
   }
 }
 
 export interface ServerDeps {
   /** A pino logger to use instead of one built from `server.logLevel` (tests pass a silent one). */
   readonly logger?: FastifyBaseLogger
+  /** The breakers' clock, in milliseconds (tests pass a fake one). Default: Date.now. */
+  readonly now?: () => number
 }
 
 export async function buildServer (config: GatewayConfig, deps: ServerDeps = {}): Promise<FastifyInstance> {
@@ -41,6 +57,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   }) as unknown as FastifyInstance
 
   app.decorateRequest('routeId', null)
+  app.decorateRequest('errorCode', null)
   // Bodies are streamed to the upstream untouched: no parser may read them first.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
@@ -48,7 +65,8 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   let closing = false
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
-    if (closing) {
+    // Probes still answer, so readiness reports DOWN instead of a refusal.
+    if (closing && request.routeOptions.config.probe !== true) {
       // A request on a connection that was busy when shutdown began: answered, and the connection closed.
       reply.header('connection', 'close')
       sendProblem(request, reply, 'BW_ERR_GATEWAY_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance')
@@ -61,7 +79,31 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     sendProblem(request, reply, known.code, known.message)
   })
 
-  const forwarders = new Map(config.routes.map((route) => [route.id, new RouteForwarder(route, { trustProxy: config.server.trustProxy })]))
+  const metrics = new GatewayMetrics({ breakers: () => snapshotsOf(breakers) })
+  app.decorate('metrics', metrics)
+  for (const route of config.routes) metrics.declareBreaker(route.id, route.retry.retries > 0)
+  const breakers = new BreakerRegistry(config.routes, {
+    now: deps.now,
+    onTransition: (name, from, to, reason) => {
+      app.log.warn({ route: name, from, to, reason }, `circuit breaker ${name}: ${from} -> ${to} (${reason})`)
+    },
+    onCall: (name, kind, durationMs) => { metrics.observeBreakerCall(name, kind, durationMs / 1000) },
+    onNotPermitted: (name) => { metrics.countNotPermitted(name) }
+  })
+  app.decorate('breakers', breakers)
+  const prefixes = new Map(config.routes.map((route) => [route.id, route.prefix]))
+  app.addHook('onResponse', (request, reply, done) => {
+    const routeId = request.routeId
+    // Spring's `uri` is the route template: the route's prefix, the gateway endpoint's path, or NOT_FOUND.
+    const uri = routeId !== null ? prefixes.get(routeId) as string : request.is404 ? NOT_FOUND_URI : request.routeOptions.url ?? NOT_FOUND_URI
+    metrics.observeRequest(routeId, request.method, uri, reply.statusCode, reply.elapsedTime / 1000, request.errorCode ?? NO_EXCEPTION)
+    done()
+  })
+  const forwarders = new Map(config.routes.map((route) => [route.id, new RouteForwarder(route, {
+    trustProxy: config.server.trustProxy,
+    guard: breakers.get(route.id),
+    retry: route.retry.retries === 0 ? undefined : retryPolicy(route.id, route.retry, metrics)
+  })]))
   const table = new RouteTable(config.routes)
 
   // Every request that no gateway endpoint takes is proxied: Fastify's default route is the proxy, so any method
@@ -95,15 +137,67 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     })
   }
 
+  // The actuator: on the main port, or on its own listener with management.port (the main port then has no /actuator).
+  const actuator: ActuatorOptions = {
+    metrics,
+    breakers,
+    management: config.management,
+    info: { name: PACKAGE.name, version: PACKAGE.version, routes: config.routes.map(({ id, prefix }) => ({ id, prefix })) },
+    ready: () => !closing
+  }
+  const { host: managementHost, port: managementPort } = config.management
+  if (managementPort === null) {
+    app.decorate('managementServer', null)
+    await app.register(actuatorPlugin, actuator)
+  } else {
+    const management = buildManagementServer(config, app.log, actuator)
+    app.decorate('managementServer', management)
+    // Bound when the gateway starts, so a taken management port fails the start; closed after the main port drained.
+    app.addHook('onReady', async () => { await management.listen({ host: managementHost, port: managementPort }) })
+    app.addHook('onClose', async () => { await management.close() })
+  }
+
+  const connections = trackConnections(app.server)
+  // server.close() ends only the connections idle at that moment: a keep-alive connection whose response finishes
+  // later would hold close() until its keep-alive timeout (72 s), so idle connections are reaped as they appear.
+  let reaper: NodeJS.Timeout | undefined
   app.addHook('preClose', (done) => {
     closing = true
     for (const forwarder of forwarders.values()) forwarder.endTunnels()
+    const reap = (): void => {
+      app.server.closeIdleConnections()
+      closeSilentConnections(app.server, connections)
+    }
+    reap()
+    reaper = setInterval(reap, IDLE_REAP_INTERVAL_MS)
     done()
   })
   app.addHook('onClose', async () => {
+    clearInterval(reaper)
     await Promise.all([...forwarders.values()].map(async (forwarder) => { await forwarder.close() }))
   })
   return app
+}
+
+/** How often a closing gateway ends the keep-alive connections that went idle since the last look. */
+const IDLE_REAP_INTERVAL_MS = 50
+
+const PACKAGE = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string, version: string }
+
+function buildManagementServer (config: GatewayConfig, logger: FastifyBaseLogger, actuator: ActuatorOptions): FastifyInstance {
+  const management = Fastify({
+    loggerInstance: logger,
+    disableRequestLogging: true,
+    genReqId: requestIdFor,
+    trustProxy: config.server.trustProxy,
+    serverFactory: (handler) => createGatewayServer(handler, config.server),
+    clientErrorHandler: onClientError
+  }) as unknown as FastifyInstance
+  management.register(actuatorPlugin, actuator)
+  management.setNotFoundHandler((request, reply) => {
+    sendProblem(request, reply, 'BW_ERR_ACTUATOR_NOT_FOUND', 'no actuator endpoint at this path')
+  })
+  return management
 }
 
 type Resolution = RouteMatch<GatewayConfig['routes'][number]> | { readonly kind: 'bad-path', readonly reason: string }
@@ -146,7 +240,21 @@ function asGatewayError (err: unknown): GatewayError {
 
 function sendProblem (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, detail: string): void {
   const problem = problemFor(code, detail, { route: request.routeId ?? undefined, requestId: request.id })
+  request.errorCode = code
   // Node would otherwise read and discard the whole refused body to keep the connection: however large it is.
   if (problem.status === 413) reply.header('connection', 'close')
   reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+}
+
+/** The route's retry policy for the proxy: resilience/'s rules, counted in resilience4j_retry_calls_total. */
+function retryPolicy (name: string, config: RetryConfig, metrics: GatewayMetrics): RetryPolicy {
+  return {
+    retries: config.retries,
+    appliesTo: isRetryableMethod,
+    retryable: (failure) => shouldRetry(config, failure),
+    delayMs: (attempt, retryAfter) => backoffMs(config, attempt, Math.random, parseRetryAfterSeconds(retryAfter)),
+    onOutcome: (succeeded, retried) => {
+      metrics.countRetry(name, `${succeeded ? 'successful' : 'failed'}_${retried ? 'with' : 'without'}_retry`)
+    }
+  }
 }

@@ -42,6 +42,25 @@ export function createGatewayServer (handler: RequestListener, config: ServerCon
   return server
 }
 
+/**
+ * Ends the connections that have not sent a single byte. Node's closeIdleConnections() leaves them open (they never
+ * started a request), and a client that opened one and went quiet would otherwise hold a shutdown until its
+ * headers timeout.
+ */
+export function closeSilentConnections (server: Server, connections: ReadonlySet<Socket>): void {
+  for (const socket of connections) if (socket.bytesRead === 0) socket.destroy()
+}
+
+/** The open connections of `server`, kept as they come and go (per connection, never per request). */
+export function trackConnections (server: Server): ReadonlySet<Socket> {
+  const connections = new Set<Socket>()
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket)
+    socket.once('close', () => connections.delete(socket))
+  })
+  return connections
+}
+
 /** The problem with a request's header section that Node's parser lets through, or null. */
 function refusal (req: IncomingMessage, maxHeaders: number): Problem | null {
   const raw = req.rawHeaders

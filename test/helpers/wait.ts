@@ -2,9 +2,9 @@
 import { setTimeout as delay } from 'node:timers/promises'
 
 /** Polls `condition` every `intervalMs` until it holds; throws naming `what` once `timeoutMs` has passed. */
-export async function waitUntil (condition: () => boolean, what: string, timeoutMs = 5_000, intervalMs = 10): Promise<void> {
+export async function waitUntil (condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000, intervalMs = 10): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await delay(intervalMs)
   }

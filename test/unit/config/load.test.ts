@@ -44,6 +44,7 @@ t.test('an empty file (or only comments) gives the built-in defaults', async (t)
       logLevel: 'info',
       accessLog: true
     },
+    management: { token: null, port: null, host: '0.0.0.0' },
     routes: []
   }
   t.same(load(''), expected)
@@ -79,14 +80,14 @@ server:
 defaults:
   timeout: 5s
   retries: 3
-`), ['gw.yaml:3:3 defaults.retries: unknown key (known keys: methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit)'])
+`), ['gw.yaml:3:3 defaults.retries: unknown key (known keys: methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry)'])
   t.same(errorsOf(route('    timeuot: 2s')), [
-    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit)'
+    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry)'
   ])
   t.same(errorsOf(`
 servers:
   port: 8080
-`), ['gw.yaml:1:1 servers: unknown key (known keys: server, defaults, routes)'])
+`), ['gw.yaml:1:1 servers: unknown key (known keys: server, management, defaults, routes)'])
 })
 
 t.test('a value of the wrong type names what was expected', async (t) => {
@@ -477,7 +478,8 @@ routes:
     headers: {x-env: test, x-route: b}
 `)
   const [inherits, overrides] = config.routes
-  t.same(inherits, {
+  // The breaker and retry blocks have a test of their own below.
+  t.match(inherits, {
     id: 'inherits',
     prefix: '/a',
     methods: ['GET', 'HEAD'],
@@ -489,7 +491,7 @@ routes:
     websocket: true,
     bodyLimitBytes: 512 * 1024
   })
-  t.same(overrides, {
+  t.match(overrides, {
     id: 'overrides',
     prefix: '/b',
     methods: ['POST'],
@@ -508,7 +510,7 @@ t.test('without defaults a route gets the built-in timeout and the server body l
 server:
   bodyLimit: 2mb
 ${route('')}`)
-  t.same(config.routes[0], {
+  t.match(config.routes[0], {
     id: 'a',
     prefix: '/a',
     methods: null,
@@ -557,4 +559,104 @@ ${route('')}`)
   t.throws(() => { (config.server as { port: number }).port = 1 }, TypeError)
   t.throws(() => { (config.routes as unknown[]).push({}) }, TypeError)
   t.throws(() => { (config.routes[0]?.headers as Record<string, string>)['x-b'] = 'c' }, TypeError)
+})
+
+t.test('breaker and retry: built-in defaults, defaults merged key by key, the route wins', async (t) => {
+  const config = load(`
+defaults:
+  upstream: http://127.0.0.1:9001
+  breaker: {failureThreshold: 3, recoveryTimeout: 10s, fallback: {status: 503, body: '{"error":"down"}'}}
+  retry: {retries: 1}
+routes:
+  - id: plain
+    prefix: /a
+  - id: tuned
+    prefix: /b
+    breaker:
+      mode: observe
+      failureRateThreshold: 50
+      slidingWindow: 1m
+      minimumCalls: 10
+      slowCallThreshold: 2s
+      slowCallRateThreshold: 80
+      recoveryBackoff: {multiplier: 2, max: 5m}
+      halfOpenCalls: 3
+      failureStatuses: [500, 503]
+    retry: {backoff: 50ms, maxBackoff: 1s, on: [503, connect]}
+`)
+  const [plain, tuned] = config.routes
+  t.same(plain?.breaker, {
+    mode: 'enforce',
+    failureThreshold: 3,
+    failureRateThreshold: null,
+    slidingWindowMs: 10_000,
+    minimumCalls: 20,
+    slowCallThresholdMs: 60_000,
+    slowCallRateThreshold: 100,
+    recoveryTimeoutMs: 10_000,
+    recoveryBackoff: null,
+    halfOpenCalls: 1,
+    failureStatuses: [500, 502, 503, 504],
+    fallback: { status: 503, contentType: 'application/json', body: '{"error":"down"}' }
+  })
+  t.same(plain?.retry, { retries: 1, backoffMs: 100, maxBackoffMs: 2_000, statuses: [502, 503, 504], onConnect: true, onTimeout: true })
+  t.same(tuned?.breaker, {
+    mode: 'observe',
+    failureThreshold: 3,
+    failureRateThreshold: 50,
+    slidingWindowMs: 60_000,
+    minimumCalls: 10,
+    slowCallThresholdMs: 2_000,
+    slowCallRateThreshold: 80,
+    recoveryTimeoutMs: 10_000,
+    recoveryBackoff: { multiplier: 2, maxMs: 300_000 },
+    halfOpenCalls: 3,
+    failureStatuses: [500, 503],
+    fallback: { status: 503, contentType: 'application/json', body: '{"error":"down"}' }
+  })
+  t.same(tuned?.retry, { retries: 1, backoffMs: 50, maxBackoffMs: 1_000, statuses: [503], onConnect: true, onTimeout: false })
+})
+
+t.test('a route without retry anywhere does not retry', async (t) => {
+  const config = load(route(''))
+  t.equal(config.routes[0]?.retry.retries, 0)
+})
+
+t.test('breaker, retry and management values are checked', async (t) => {
+  t.same(errorsOf(`
+management:
+  port: 70000
+  extra: 1
+routes:
+  - id: a
+    prefix: /a
+    upstream: http://127.0.0.1:9001
+    breaker:
+      mode: strict
+      failureRateThreshold: 0
+      failureStatuses: [404]
+      halfOpenCalls: 0
+    retry:
+      retries: 11
+      on: [retry]
+`), [
+    'gw.yaml:2:9 management.port: expected a port number from 0 to 65535, got 70000',
+    'gw.yaml:3:3 management.extra: unknown key (known keys: token, port, host)',
+    'gw.yaml:9:13 routes[0].breaker.mode: expected one of enforce, observe, off, got "strict"',
+    'gw.yaml:10:29 routes[0].breaker.failureRateThreshold: expected a percentage above 0, at most 100, got 0',
+    'gw.yaml:11:25 routes[0].breaker.failureStatuses[0]: expected a 5xx status, got 404',
+    'gw.yaml:12:22 routes[0].breaker.halfOpenCalls: expected a number >= 1, got 0',
+    'gw.yaml:14:16 routes[0].retry.retries: expected a number <= 10, got 11',
+    'gw.yaml:15:12 routes[0].retry.on[0]: expected a 5xx status, connect or timeout, got "retry"'
+  ])
+})
+
+t.test('management: a token from the environment; empty means none', async (t) => {
+  const text = `
+management:
+  token: \${BREAKWATER_ADMIN_TOKEN:-}
+  port: 9090
+`
+  t.same(parseConfig(text, 'gw.yaml', { BREAKWATER_ADMIN_TOKEN: 's3cret' }).management, { token: 's3cret', port: 9090, host: '0.0.0.0' })
+  t.same(parseConfig(text, 'gw.yaml', {}).management, { token: null, port: 9090, host: '0.0.0.0' })
 })

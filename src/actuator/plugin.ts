@@ -1,0 +1,202 @@
+// The /actuator endpoints, with Spring Boot Actuator's paths and JSON shapes and Resilience4j's circuit-breaker endpoints.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { ManagementConfig } from '../config/index.js'
+import { gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, type ErrorCode } from '../core/index.js'
+import type { GatewayMetrics } from '../metrics/index.js'
+import { BREAKER_COMMANDS, type BreakerCommand, type BreakerEvent, type BreakerSnapshot } from '../resilience/types.js'
+import { BearerGuard } from './auth.js'
+import { breakerDetails, circuitBreakersHealth, compareNames, healthDocument, type HealthComponent } from './health.js'
+import type { AppInfo, BreakerLookup } from './types.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A Kubernetes probe: answered with its own status even while the gateway is shutting down. */
+    probe?: boolean
+  }
+}
+
+export const ACTUATOR_PREFIX = '/actuator'
+
+export interface ActuatorOptions {
+  readonly metrics: GatewayMetrics
+  readonly breakers: BreakerLookup
+  readonly management: Pick<ManagementConfig, 'token'>
+  readonly info: AppInfo
+  /** false once a graceful shutdown began: readiness turns DOWN. */
+  readonly ready: () => boolean
+}
+
+/** Spring Boot's health endpoint answers 503 for DOWN (management.endpoint.health.status.http-mapping defaults). */
+const statusCode = (status: string): number => (status === 'DOWN' ? 503 : 200)
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/** The actuator's JSON media types (Spring's v3 type and plain JSON); bodies are small. */
+const JSON_TYPES = ['application/json', 'application/vnd.spring-boot.actuator.v3+json']
+const BODY_LIMIT_BYTES = 16 * 1024
+
+/** Registers every endpoint under /actuator, in its own encapsulated context. */
+export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOptions): Promise<void> {
+  const { metrics, breakers, info, ready } = options
+  const guard = new BearerGuard(options.management.token)
+
+  // The gateway streams bodies to upstreams unparsed; the actuator reads small JSON ones.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser(JSON_TYPES, { parseAs: 'string', bodyLimit: BODY_LIMIT_BYTES }, (_request, body, done) => {
+    try {
+      done(null, body === '' ? undefined : JSON.parse(body as string))
+    } catch {
+      done(gatewayError('BW_ERR_ACTUATOR_BAD_REQUEST', 'the body is not valid JSON'))
+    }
+  })
+
+  // State-changing requests: checked before their body is read.
+  app.addHook('onRequest', async (request, reply) => {
+    if (SAFE_METHODS.has(request.method)) return
+    const result = guard.check(request.headers.authorization)
+    if (result === 'ok') return
+    if (result === 'no-token-configured') {
+      sendProblem(request, reply, 'BW_ERR_ACTUATOR_FORBIDDEN', 'set management.token to allow changes through the actuator')
+      return await reply
+    }
+    // RFC 6750 section 3: the challenge, with invalid_token when a token was sent but is not the one.
+    reply.header('www-authenticate', result === 'missing' ? 'Bearer realm="actuator"' : 'Bearer realm="actuator", error="invalid_token"')
+    sendProblem(request, reply, 'BW_ERR_ACTUATOR_UNAUTHORIZED', result === 'missing'
+      ? 'send Authorization: Bearer <management.token>'
+      : 'the bearer token is not the configured management.token')
+    return await reply
+  })
+
+  app.setErrorHandler((err, request, reply) => {
+    if (isGatewayError(err)) {
+      sendProblem(request, reply, err.code, err.message)
+      return
+    }
+    const status = (err as { statusCode?: number }).statusCode
+    if (status !== undefined && status >= 400 && status < 500) {
+      sendProblem(request, reply, 'BW_ERR_ACTUATOR_BAD_REQUEST', (err as Error).message)
+      return
+    }
+    request.log.error({ err }, 'actuator request failed')
+    sendProblem(request, reply, 'BW_ERR_GATEWAY_INTERNAL', 'the gateway failed to handle this request')
+  })
+
+  const snapshots = (): BreakerSnapshot[] => snapshotsOf(breakers)
+
+  app.get(ACTUATOR_PREFIX, async (request) => {
+    const base = `${request.protocol}://${request.host}${ACTUATOR_PREFIX}`
+    const link = (path: string): { href: string, templated: boolean } => ({ href: `${base}${path}`, templated: path.includes('{') })
+    return {
+      _links: {
+        self: link(''),
+        circuitbreakers: link('/circuitbreakers'),
+        'circuitbreakers-name': link('/circuitbreakers/{name}'),
+        circuitbreakerevents: link('/circuitbreakerevents'),
+        'circuitbreakerevents-name': link('/circuitbreakerevents/{name}'),
+        health: link('/health'),
+        'health-path': link('/health/{*path}'),
+        info: link('/info'),
+        prometheus: link('/prometheus')
+      }
+    }
+  })
+
+  app.get(`${ACTUATOR_PREFIX}/prometheus`, async (request, reply) => {
+    const openMetrics = acceptsOpenMetrics(request.headers.accept)
+    const text = await metrics.metrics(openMetrics)
+    return await reply.type(metrics.contentType(openMetrics)).send(text)
+  })
+
+  app.get(`${ACTUATOR_PREFIX}/health`, { config: { probe: true } }, async (_request, reply) => {
+    const health = healthDocument(ready(), snapshots())
+    return await reply.code(statusCode(health.status)).send(health)
+  })
+
+  app.get<{ Params: { component: string } }>(`${ACTUATOR_PREFIX}/health/:component`, { config: { probe: true } }, async (request, reply) => {
+    const { component } = request.params
+    // Spring's probe groups: liveness holds livenessState, readiness holds readinessState.
+    let answer: HealthComponent | undefined
+    if (component === 'liveness') answer = { status: 'UP' }
+    else if (component === 'readiness') answer = { status: ready() ? 'UP' : 'DOWN' }
+    else if (component === 'circuitBreakers') answer = circuitBreakersHealth(snapshots())
+    else answer = healthDocument(ready(), []).components[component]
+    if (answer === undefined) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no health component or group named ${component}`)
+    return await reply.code(statusCode(answer.status)).send(answer)
+  })
+
+  app.get(`${ACTUATOR_PREFIX}/circuitbreakers`, async () => {
+    const circuitBreakers: Record<string, unknown> = {}
+    for (const snapshot of snapshots()) circuitBreakers[snapshot.name] = breakerDetails(snapshot)
+    return { circuitBreakers }
+  })
+
+  app.post<{ Params: { name: string }, Body: unknown }>(`${ACTUATOR_PREFIX}/circuitbreakers/:name`, async (request) => {
+    const { name } = request.params
+    const breaker = breakers.get(name)
+    if (breaker === undefined) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no circuit breaker named ${name}`)
+    const command = updateStateOf(request.body)
+    breaker.transition(command)
+    return { circuitBreakerName: name, currentState: breaker.snapshot().state, message: `${name} state has been changed successfully` }
+  })
+
+  app.get(`${ACTUATOR_PREFIX}/circuitbreakerevents`, async () => {
+    const events: BreakerEvent[] = []
+    for (const breaker of breakers.all()) events.push(...breaker.events())
+    return { circuitBreakerEvents: byCreationTime(events) }
+  })
+
+  app.get<{ Params: { name: string } }>(`${ACTUATOR_PREFIX}/circuitbreakerevents/:name`, async (request) => {
+    const { name } = request.params
+    const breaker = breakers.get(name)
+    if (breaker === undefined) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no circuit breaker named ${name}`)
+    return { circuitBreakerEvents: byCreationTime([...breaker.events()]) }
+  })
+
+  // Anything else under /actuator: a problem of the actuator's own, after the token check for state-changing methods.
+  app.all(`${ACTUATOR_PREFIX}/*`, async (request) => {
+    throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no actuator endpoint ${request.method} ${request.url.split('?')[0] as string}`)
+  })
+
+  app.get(`${ACTUATOR_PREFIX}/info`, async () => ({
+    build: { name: info.name, version: info.version },
+    node: { version: process.versions.node },
+    routes: info.routes.map((route) => ({ id: route.id, prefix: route.prefix }))
+  }))
+}
+
+/** Every breaker's snapshot, sorted by name (as Resilience4j's endpoint lists them). */
+export function snapshotsOf (breakers: BreakerLookup): BreakerSnapshot[] {
+  return [...breakers.all()].map((breaker) => breaker.snapshot()).sort((a, b) => compareNames(a.name, b.name))
+}
+
+/** Stable, so events of one breaker keep their order within a millisecond. */
+function byCreationTime (events: BreakerEvent[]): BreakerEvent[] {
+  return events.sort((a, b) => compareNames(a.creationTime, b.creationTime))
+}
+
+function updateStateOf (body: unknown): BreakerCommand {
+  const value = (body as { updateState?: unknown } | null | undefined)?.updateState
+  if (typeof value === 'string' && (BREAKER_COMMANDS as readonly string[]).includes(value)) return value as BreakerCommand
+  throw gatewayError('BW_ERR_ACTUATOR_BAD_REQUEST',
+    `expected a JSON body {"updateState": ...} with one of ${BREAKER_COMMANDS.join(', ')}, got ${value === undefined ? 'none' : JSON.stringify(value)}`)
+}
+
+/**
+ * Whether a scraper asked for OpenMetrics (Prometheus sends `application/openmetrics-text;version=1.0.0,...,text/plain;q=0.5`):
+ * any media range of that type with a q above 0.
+ */
+export function acceptsOpenMetrics (accept: string | undefined): boolean {
+  if (accept === undefined) return false
+  for (const range of accept.split(',')) {
+    const [type = '', ...params] = range.split(';').map((part) => part.trim().toLowerCase())
+    if (type !== 'application/openmetrics-text') continue
+    const q = params.find((param) => param.startsWith('q='))
+    if (q === undefined || Number(q.slice(2)) > 0) return true
+  }
+  return false
+}
+
+function sendProblem (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, detail: string): void {
+  const problem = problemFor(code, detail, { requestId: request.id })
+  reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+}

@@ -1,0 +1,105 @@
+// The one table of metric definitions: names, help, type, labels and buckets are a public contract (dashboards and alerts read them).
+import { BREAKER_STATES } from '../resilience/types.js'
+
+export type MetricType = 'counter' | 'gauge' | 'histogram'
+
+export interface MetricDefinition {
+  readonly name: string
+  readonly help: string
+  readonly type: MetricType
+  readonly labelNames: readonly string[]
+  /** Histogram bucket upper bounds, in seconds. */
+  readonly buckets?: readonly number[]
+}
+
+/**
+ * Request latency buckets in seconds: Micrometer's percentile histogram for a timer spans 1 ms to 30 s; this is a
+ * coarser ladder over the same span, enough for histogram_quantile() at p50/p90/p99.
+ */
+export const LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const
+
+/** Spring's `outcome` tag (org.springframework.boot.actuate.metrics.http.Outcome). */
+export const OUTCOMES = ['INFORMATIONAL', 'SUCCESS', 'REDIRECTION', 'CLIENT_ERROR', 'SERVER_ERROR', 'UNKNOWN'] as const
+export type Outcome = typeof OUTCOMES[number]
+
+/** Resilience4j's `state` label values: its State enum, lower-cased. */
+export const BREAKER_STATE_LABELS = BREAKER_STATES.map((state) => state.toLowerCase())
+/** `kind` of resilience4j_circuitbreaker_calls_seconds. */
+export const BREAKER_CALL_KINDS = ['successful', 'failed', 'ignored'] as const
+export type BreakerCallKind = typeof BREAKER_CALL_KINDS[number]
+/** `kind` of resilience4j_retry_calls_total. */
+export const RETRY_CALL_KINDS = ['successful_without_retry', 'successful_with_retry', 'failed_without_retry', 'failed_with_retry'] as const
+export type RetryCallKind = typeof RETRY_CALL_KINDS[number]
+
+/** Every metric Breakwater exports besides prom-client's default process and Node.js metrics. */
+export const METRICS = {
+  transactions: {
+    name: 'transactions_total',
+    help: 'Requests that matched a route, by route, method and status',
+    type: 'counter',
+    labelNames: ['route', 'method', 'status']
+  },
+  httpServerRequests: {
+    // Spring Boot's http.server.requests timer; `uri` is the route's prefix, or NOT_FOUND.
+    name: 'http_server_requests_seconds',
+    help: 'Duration of HTTP server request handling',
+    type: 'histogram',
+    labelNames: ['method', 'uri', 'status', 'outcome', 'exception'],
+    buckets: LATENCY_BUCKETS_SECONDS
+  },
+  // Resilience4j's Micrometer binder (resilience4j-micrometer TaggedCircuitBreakerMetrics), `name` is the route id.
+  breakerState: {
+    name: 'resilience4j_circuitbreaker_state',
+    help: 'The states of the circuit breaker',
+    type: 'gauge',
+    labelNames: ['name', 'state']
+  },
+  breakerCalls: {
+    name: 'resilience4j_circuitbreaker_calls_seconds',
+    help: 'Calls through the circuit breaker: successful, failed, or ignored (neither)',
+    type: 'histogram',
+    labelNames: ['name', 'kind'],
+    buckets: LATENCY_BUCKETS_SECONDS
+  },
+  breakerNotPermitted: {
+    name: 'resilience4j_circuitbreaker_not_permitted_calls_total',
+    help: 'Total number of not permitted calls',
+    type: 'counter',
+    labelNames: ['name', 'kind']
+  },
+  breakerBufferedCalls: {
+    name: 'resilience4j_circuitbreaker_buffered_calls',
+    help: 'The number of buffered calls in the sliding window, successful or failed',
+    type: 'gauge',
+    labelNames: ['name', 'kind']
+  },
+  breakerSlowCalls: {
+    name: 'resilience4j_circuitbreaker_slow_calls',
+    help: 'The number of calls in the sliding window slower than the slow-call threshold, successful or failed',
+    type: 'gauge',
+    labelNames: ['name', 'kind']
+  },
+  breakerFailureRate: {
+    name: 'resilience4j_circuitbreaker_failure_rate',
+    help: 'The failure rate of the circuit breaker in percent; -1 until minimumCalls were seen',
+    type: 'gauge',
+    labelNames: ['name']
+  },
+  breakerSlowCallRate: {
+    name: 'resilience4j_circuitbreaker_slow_call_rate',
+    help: 'The slow call rate of the circuit breaker in percent; -1 until minimumCalls were seen',
+    type: 'gauge',
+    labelNames: ['name']
+  },
+  retryCalls: {
+    name: 'resilience4j_retry_calls_total',
+    help: 'The number of calls, by whether they succeeded and whether they were retried',
+    type: 'counter',
+    labelNames: ['name', 'kind']
+  }
+} as const satisfies Record<string, MetricDefinition>
+
+export type MetricKey = keyof typeof METRICS
+
+/** The definitions as a list, in table order: what dashboards and drift tests iterate. */
+export const METRIC_DEFINITIONS: readonly MetricDefinition[] = Object.values(METRICS)

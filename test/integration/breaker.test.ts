@@ -1,0 +1,261 @@
+// Circuit breakers and retries on the proxy path: a real flaky origin behind a real gateway.
+import type { ServerResponse } from 'node:http'
+import t, { type Test } from 'tap'
+import { request } from 'undici'
+import { startGateway } from '../helpers/gateway.js'
+import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { waitUntil } from '../helpers/wait.js'
+
+type Mode = 'ok' | 'fail' | 'not-found' | 'slow'
+
+/** An origin whose answer the test switches: 200, 500, 404, or 200 after 150 ms. */
+async function flakyUpstream (t: Test): Promise<Upstream & { mode: (next: Mode) => void }> {
+  let mode: Mode = 'ok'
+  const upstream = await startUpstream(t, (_req, res: ServerResponse) => {
+    if (mode === 'fail') {
+      res.writeHead(500, { 'content-type': 'text/plain' })
+      res.end('boom')
+    } else if (mode === 'not-found') {
+      res.writeHead(404)
+      res.end()
+    } else if (mode === 'slow') {
+      setTimeout(() => { res.end('slow ok') }, 150)
+    } else {
+      res.end('ok')
+    }
+  })
+  return Object.assign(upstream, { mode: (next: Mode) => { mode = next } })
+}
+
+const get = async (url: string, init: Parameters<typeof request>[1] = {}): Promise<{ status: number, headers: Record<string, unknown>, body: string }> => {
+  const res = await request(url, init)
+  return { status: res.statusCode, headers: res.headers, body: await res.body.text() }
+}
+
+t.test('opens after exactly failureThreshold consecutive failures; while open the upstream sees nothing', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    breaker: {failureThreshold: 3, recoveryTimeout: 30s}
+`)
+  origin.mode('fail')
+  for (let i = 0; i < 2; i++) t.equal((await get(`${gw.url}/x`)).status, 500, `failure ${i + 1} is relayed`)
+  origin.mode('ok')
+  t.equal((await get(`${gw.url}/x`)).status, 200, 'a success resets the count')
+  origin.mode('fail')
+  for (let i = 0; i < 3; i++) t.equal((await get(`${gw.url}/x`)).status, 500)
+  const seen = origin.received.length
+
+  const open = await get(`${gw.url}/x`)
+  t.equal(open.status, 503)
+  t.match(open.headers['content-type'], /^application\/problem\+json/)
+  t.match(JSON.parse(open.body), { code: 'BW_ERR_UPSTREAM_CIRCUIT_OPEN', route: 'catalog' })
+  const retryAfter = Number(open.headers['retry-after'])
+  t.ok(retryAfter >= 29 && retryAfter <= 30, `Retry-After counts down to the probe (${retryAfter})`)
+  t.equal(origin.received.length, seen, 'the open breaker answered without touching the upstream')
+})
+
+t.test('half-open after recoveryTimeout: exactly halfOpenCalls trials; success closes, failure reopens with backoff', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    breaker: {failureThreshold: 1, recoveryTimeout: 1s, halfOpenCalls: 2, recoveryBackoff: {multiplier: 3, max: 5s}}
+`)
+  origin.mode('fail')
+  t.equal((await get(`${gw.url}/x`)).status, 500)
+  t.equal((await get(`${gw.url}/x`)).status, 503, 'open')
+
+  // The first trial fails: open again, for three times as long.
+  await waitUntil(async () => (await get(`${gw.url}/x`)).status === 500, 'a half-open trial', 3_000)
+  const reopened = await get(`${gw.url}/x`)
+  t.equal(reopened.status, 503)
+  t.ok(Number(reopened.headers['retry-after']) >= 2, `the second open waits longer (Retry-After ${String(reopened.headers['retry-after'])})`)
+
+  origin.mode('slow')
+  const before = origin.received.length
+  await waitUntil(async () => {
+    // Three concurrent calls once half-open: two trials go through, the third is refused.
+    const answers = await Promise.all([0, 1, 2].map(async () => (await get(`${gw.url}/x`)).status))
+    if (answers.every((status) => status === 503)) return false
+    t.same(answers.sort(), [200, 200, 503], 'exactly halfOpenCalls trials')
+    return true
+  }, 'half-open after the longer wait', 6_000)
+  t.equal(origin.received.length - before, 2)
+  origin.mode('ok')
+  t.equal((await get(`${gw.url}/x`)).status, 200, 'closed after the trials succeeded')
+  t.equal((await get(`${gw.url}/x`)).status, 200)
+})
+
+t.test('the fallback answers while open', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    breaker:
+      failureThreshold: 1
+      fallback: {status: 503, contentType: application/json, body: '{"error":"catalog is unavailable"}'}
+`)
+  origin.mode('fail')
+  await get(`${gw.url}/x`)
+  const fallback = await get(`${gw.url}/x`)
+  t.equal(fallback.status, 503)
+  t.equal(fallback.headers['content-type'], 'application/json')
+  t.equal(fallback.body, '{"error":"catalog is unavailable"}')
+  t.ok(Number(fallback.headers['retry-after']) > 0)
+})
+
+t.test('observe mode never rejects', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    breaker: {mode: observe, failureThreshold: 1}
+`)
+  origin.mode('fail')
+  for (let i = 0; i < 5; i++) t.equal((await get(`${gw.url}/x`)).status, 500)
+  t.equal(origin.received.length, 5)
+})
+
+t.test('4xx answers and clients that leave do not count as failures', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    breaker: {failureThreshold: 2}
+`)
+  origin.mode('not-found')
+  for (let i = 0; i < 4; i++) t.equal((await get(`${gw.url}/x`)).status, 404)
+  origin.mode('slow')
+  for (let i = 0; i < 3; i++) {
+    const aborted = request(`${gw.url}/slow`, { signal: AbortSignal.timeout(30) })
+    await t.rejects(aborted)
+  }
+  await waitUntil(() => origin.received.length >= 7, 'the slow requests at the origin', 3_000)
+  origin.mode('ok')
+  t.equal((await get(`${gw.url}/x`)).status, 200, 'still closed')
+})
+
+t.test('a timeout is a 504 and counts as a failure', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    timeout: 50ms
+    breaker: {failureThreshold: 2}
+`)
+  origin.mode('slow')
+  t.equal((await get(`${gw.url}/x`)).status, 504)
+  t.equal((await get(`${gw.url}/x`)).status, 504)
+  t.equal((await get(`${gw.url}/x`)).status, 503, 'two timeouts opened it')
+})
+
+t.test('the failure-rate trigger waits for minimumCalls', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    breaker: {failureThreshold: 100, failureRateThreshold: 50, minimumCalls: 4, slidingWindow: 1m}
+`)
+  origin.mode('ok')
+  await get(`${gw.url}/x`)
+  await get(`${gw.url}/x`)
+  origin.mode('fail')
+  t.equal((await get(`${gw.url}/x`)).status, 500, '1 of 3 failed: below minimumCalls')
+  t.equal((await get(`${gw.url}/x`)).status, 500, '2 of 4 failed: 50% opens it')
+  t.equal((await get(`${gw.url}/x`)).status, 503)
+})
+
+t.test('the slow-call trigger opens on slow successes', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    breaker: {slowCallThreshold: 50ms, slowCallRateThreshold: 50, minimumCalls: 2, slidingWindow: 1m}
+`)
+  origin.mode('slow')
+  t.equal((await get(`${gw.url}/x`)).status, 200)
+  t.equal((await get(`${gw.url}/x`)).status, 200)
+  t.equal((await get(`${gw.url}/x`)).status, 503, 'slow calls opened it')
+})
+
+t.test('retries: idempotent methods are retried through the breaker, POST never', async (t) => {
+  let failuresLeft = 0
+  const origin = await startUpstream(t, (_req, res) => {
+    if (failuresLeft > 0) {
+      failuresLeft--
+      res.writeHead(503, { 'retry-after': '0' })
+      res.end()
+      return
+    }
+    res.end('ok')
+  })
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    retry: {retries: 2, backoff: 10ms, maxBackoff: 50ms}
+    breaker: {failureThreshold: 10}
+`)
+  failuresLeft = 2
+  const retried = await get(`${gw.url}/x`)
+  t.equal(retried.status, 200, 'two 503s, then the answer')
+  t.equal(origin.received.length, 3)
+
+  failuresLeft = 3
+  const exhausted = await get(`${gw.url}/x`)
+  t.equal(exhausted.status, 503, 'the last attempt is relayed as it came')
+  t.equal(origin.received.length, 6)
+
+  failuresLeft = 1
+  const post = await get(`${gw.url}/x`, { method: 'POST', body: 'x' })
+  t.equal(post.status, 503, 'POST is not retried')
+  t.equal(origin.received.length, 7)
+})
+
+t.test('retries stop once the breaker opens', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    retry: {retries: 5, backoff: 1ms, maxBackoff: 5ms, on: [500]}
+    breaker: {failureThreshold: 2}
+`)
+  origin.mode('fail')
+  const res = await get(`${gw.url}/x`)
+  t.equal(res.status, 503)
+  t.match(JSON.parse(res.body), { code: 'BW_ERR_UPSTREAM_CIRCUIT_OPEN' })
+  t.equal(origin.received.length, 2, 'two attempts, then the open breaker refused the third')
+})
+
+t.test('connect failures are retried on another upstream', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: [http://127.0.0.1:1, ${origin.url}]
+    retry: {retries: 1, backoff: 1ms, maxBackoff: 5ms}
+`)
+  for (let i = 0; i < 4; i++) t.equal((await get(`${gw.url}/x`)).status, 200, `request ${i + 1}`)
+})
