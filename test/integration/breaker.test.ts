@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { startGateway } from '../helpers/gateway.js'
+import { parsePrometheus, valueOf } from '../helpers/prometheus.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { waitUntil } from '../helpers/wait.js'
 
@@ -258,4 +259,63 @@ routes:
     retry: {retries: 1, backoff: 1ms, maxBackoff: 5ms}
 `)
   for (let i = 0; i < 4; i++) t.equal((await get(`${gw.url}/x`)).status, 200, `request ${i + 1}`)
+})
+
+t.test('proxied traffic shows in the metrics, and an operator steers the breaker over the actuator', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+management:
+  token: op-token
+routes:
+  - id: catalog
+    prefix: /api/catalog
+    upstream: ${origin.url}
+    breaker: {failureThreshold: 2}
+    retry: {retries: 1, backoff: 1ms, maxBackoff: 2ms, on: [500]}
+`)
+  origin.mode('ok')
+  for (let i = 0; i < 3; i++) await get(`${gw.url}/api/catalog/items`)
+  origin.mode('fail')
+  t.equal((await get(`${gw.url}/api/catalog/items`)).status, 500, 'two failed attempts: relayed, and the breaker opens')
+  t.equal((await get(`${gw.url}/api/catalog/items`)).status, 503)
+  await get(`${gw.url}/nowhere`)
+
+  const scrape = parsePrometheus((await get(`${gw.url}/actuator/prometheus`)).body)
+  t.equal(valueOf(scrape, 'transactions_total', { route: 'catalog', method: 'GET', status: '200' }), 3)
+  t.equal(valueOf(scrape, 'transactions_total', { route: 'catalog', method: 'GET', status: '500' }), 1)
+  t.equal(valueOf(scrape, 'transactions_total', { route: 'catalog', method: 'GET', status: '503' }), 1)
+  t.equal(valueOf(scrape, 'http_server_requests_seconds_count', { uri: '/api/catalog', status: '200', outcome: 'SUCCESS', exception: 'None' }), 3)
+  t.equal(valueOf(scrape, 'http_server_requests_seconds_count', { uri: '/api/catalog', status: '503', outcome: 'SERVER_ERROR', exception: 'BW_ERR_UPSTREAM_CIRCUIT_OPEN' }), 1)
+  t.equal(valueOf(scrape, 'http_server_requests_seconds_count', { uri: 'NOT_FOUND', status: '404' }), 1)
+  t.equal(valueOf(scrape, 'resilience4j_circuitbreaker_state', { name: 'catalog', state: 'open' }), 1)
+  t.equal(valueOf(scrape, 'resilience4j_circuitbreaker_state', { name: 'catalog', state: 'closed' }), 0)
+  t.equal(valueOf(scrape, 'resilience4j_circuitbreaker_calls_seconds_count', { name: 'catalog', kind: 'successful' }), 3)
+  t.equal(valueOf(scrape, 'resilience4j_circuitbreaker_calls_seconds_count', { name: 'catalog', kind: 'failed' }), 2)
+  t.equal(valueOf(scrape, 'resilience4j_circuitbreaker_not_permitted_calls_total', { name: 'catalog', kind: 'not_permitted' }), 1)
+  t.equal(valueOf(scrape, 'resilience4j_retry_calls_total', { name: 'catalog', kind: 'successful_without_retry' }), 3)
+  t.equal(valueOf(scrape, 'resilience4j_retry_calls_total', { name: 'catalog', kind: 'failed_with_retry' }), 1)
+  t.equal(valueOf(scrape, 'resilience4j_retry_calls_total', { name: 'catalog', kind: 'failed_without_retry' }), 1, 'the refusal')
+
+  const steer = async (updateState: string, token?: string): Promise<{ status: number, body: string }> =>
+    await get(`${gw.url}/actuator/circuitbreakers/catalog`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+      body: JSON.stringify({ updateState })
+    })
+  t.equal((await steer('CLOSE')).status, 401, 'no token')
+  t.equal((await steer('CLOSE', 'wrong')).status, 401, 'wrong token')
+  const closed = await steer('CLOSE', 'op-token')
+  t.equal(closed.status, 200)
+  t.match(JSON.parse(closed.body), { circuitBreakerName: 'catalog', currentState: 'CLOSED' })
+  origin.mode('ok')
+  t.equal((await get(`${gw.url}/api/catalog/items`)).status, 200, 'closed by the operator')
+  t.equal((await steer('FORCE_OPEN', 'op-token')).status, 200)
+  const seen = origin.received.length
+  t.equal((await get(`${gw.url}/api/catalog/items`)).status, 503, 'forced open')
+  t.equal(origin.received.length, seen)
+  t.equal((await steer('DISABLE', 'op-token')).status, 200)
+  origin.mode('fail')
+  for (let i = 0; i < 4; i++) await get(`${gw.url}/api/catalog/items`)
+  origin.mode('ok')
+  t.equal((await get(`${gw.url}/api/catalog/items`)).status, 200, 'a disabled breaker never opens')
 })
