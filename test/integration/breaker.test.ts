@@ -1,7 +1,11 @@
 // Circuit breakers and retries on the proxy path: a real flaky origin behind a real gateway.
 import type { ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
+import { parseConfig } from '../../src/config/index.js'
+import { buildServer } from '../../src/server/index.js'
 import { startGateway } from '../helpers/gateway.js'
 import { parsePrometheus, valueOf } from '../helpers/prometheus.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
@@ -125,6 +129,10 @@ routes:
   origin.mode('fail')
   for (let i = 0; i < 5; i++) t.equal((await get(`${gw.url}/x`)).status, 500)
   t.equal(origin.received.length, 5)
+  const scrape = parsePrometheus((await get(`${gw.url}/actuator/prometheus`)).body)
+  t.equal(valueOf(scrape, 'resilience4j_circuitbreaker_state', { name: 'catalog', state: 'metrics_only' }), 1)
+  t.equal(valueOf(scrape, 'resilience4j_circuitbreaker_calls_seconds_count', { name: 'catalog', kind: 'failed' }), 5, 'the failures show')
+  t.equal(valueOf(scrape, 'resilience4j_circuitbreaker_not_permitted_calls_total', { name: 'catalog', kind: 'not_permitted' }), 0)
 })
 
 t.test('4xx answers and clients that leave do not count as failures', async (t) => {
@@ -318,4 +326,27 @@ routes:
   for (let i = 0; i < 4; i++) await get(`${gw.url}/api/catalog/items`)
   origin.mode('ok')
   t.equal((await get(`${gw.url}/api/catalog/items`)).status, 200, 'a disabled breaker never opens')
+})
+
+t.test('every state change is logged once, with route, from, to and reason', async (t) => {
+  const origin = await flakyUpstream(t)
+  const lines: Array<Record<string, unknown>> = []
+  const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  const config = parseConfig(`
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    breaker: {failureThreshold: 2}
+`, 'test.yaml', {})
+  const app = await buildServer(config, { logger })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  origin.mode('fail')
+  for (let i = 0; i < 4; i++) await get(`${url}/x`)
+  const transitions = lines.filter((line) => line.from !== undefined)
+  t.same(transitions.map(({ route, from, to, reason }) => ({ route, from, to, reason })), [
+    { route: 'catalog', from: 'CLOSED', to: 'OPEN', reason: 'failureThreshold' }
+  ])
 })
