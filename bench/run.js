@@ -14,7 +14,7 @@ const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 
 const USAGE = `Usage: npm run bench -- [options]
 
-  --scenario IDS    comma-separated scenario ids, or all (default: passthrough); --list shows them
+  --scenario IDS    comma-separated scenario ids, or all (default: all); --list shows them
   --only IDS        run only these candidate ids (the baseline is kept for the ratios)
   --rounds N        interleaved rounds, at least 3 for a figure worth quoting (default: 3)
   --duration S      seconds of each measured wrk run (default: 10)
@@ -45,7 +45,7 @@ function bounded (text, name, min, max) {
 async function main () {
   const { values } = parseArgs({
     options: {
-      scenario: { type: 'string', default: 'passthrough' },
+      scenario: { type: 'string', default: 'all' },
       only: { type: 'string' },
       rounds: { type: 'string', default: '3' },
       duration: { type: 'string', default: '10' },
@@ -111,6 +111,10 @@ async function main () {
   try {
     for (const scenario of scenarios) {
       const candidates = withCompared(scenario).filter((c) => only === undefined || only.includes(c.id) || c.baseline === true)
+      if (candidates.every((c) => c.baseline === true) && only !== undefined) {
+        log(`${scenario.id}: none of --only ${only.join(',')} in it; skipped`)
+        continue
+      }
       const seconds = options.rounds * candidates.length * (options.warmupSec + 2 * options.durationSec + 1)
       log(`${scenario.id}: ${candidates.length} candidates x ${options.rounds} rounds, about ${Math.ceil(seconds / 60)} min`)
       const result = await runScenario(scenario, candidates, options, ctx)

@@ -30,6 +30,9 @@ const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
  * @property {string} label  the table's row name
  * @property {boolean} [baseline]  the row the ratios divide by; one per scenario
  * @property {string} [note]  shown after the CPU figure, e.g. "(origin)"
+ * @property {import('./runner.js').Expect} [expect]  this candidate's expected answer, when it differs from the scenario's
+ *   (Breakwater's 503 with its breaker open, where the baseline answers 200)
+ * @property {boolean} [allowNon2xx]  the same for the scenario's `allowNon2xx`
  * @property {(ctx: RunContext, services: Record<string, any>) => Promise<Instance>} start
  * @property {(gatewayDir: string, tag: string) => Candidate} [fromCheckout]  the same candidate run from another
  *   Breakwater checkout (`--compare DIR`), for Breakwater candidates
@@ -87,24 +90,40 @@ export function bareFastifyProxy () {
  * @param {string} options.label
  * @param {Record<string, string | number | boolean>} [options.server]  extra `server:` keys, e.g. { accessLog: false }
  * @param {(services: Record<string, any>) => string} [options.routes]  the YAML of the `routes:` list
+ * @param {string} [options.extraYaml]  more top-level config, e.g. a `management:` block
  * @param {string} [options.readyPath]
+ * @param {(url: string, ctx: RunContext) => Promise<void>} [options.afterStart]  run once the gateway is ready, before
+ *   the probe and the warm-up: e.g. force a breaker open
+ * @param {import('./runner.js').Expect} [options.expect]
+ * @param {boolean} [options.allowNon2xx]
  * @param {string} [options.gatewayDir]
  * @returns {Candidate}
  */
 export function breakwater (options) {
-  const { id, label, server = {}, routes, readyPath = '/', gatewayDir } = options
+  const { id, label, server = {}, routes, extraYaml = '', readyPath = '/', afterStart, expect, allowNon2xx, gatewayDir } = options
   return {
     id,
     label,
+    ...(expect === undefined ? {} : { expect }),
+    ...(allowNon2xx === undefined ? {} : { allowNon2xx }),
     async start (ctx, services) {
       const port = await freePort()
       const serverYaml = Object.entries({ host: '127.0.0.1', port, ...server }).map(([key, value]) => `  ${key}: ${value}`).join('\n')
       const routesYaml = routes?.(services) ?? `  - id: origin\n    prefix: /\n    upstream: ${services.origin.url}\n`
       const configFile = join(ctx.dir, `${id}.yaml`)
-      writeFileSync(configFile, `# Written by bench/lib/candidates.js for one bench run.\nserver:\n${serverYaml}\nroutes:\n${routesYaml}`)
+      writeFileSync(configFile, `# Written by bench/lib/candidates.js for one bench run.\nserver:\n${serverYaml}\n${extraYaml}routes:\n${routesYaml}`)
       const dir = gatewayDir ?? ctx.gatewayDir
       const args = [join(dir, 'bin', 'breakwater.js'), 'start', '--config', configFile]
-      return startNodeProxy({ ...ctx, gatewayDir: dir }, id.replace(/[^\w.-]/g, '_'), args, port, readyPath)
+      const instance = await startNodeProxy({ ...ctx, gatewayDir: dir }, id.replace(/[^\w.-]/g, '_'), args, port, readyPath)
+      if (afterStart !== undefined) {
+        try {
+          await afterStart(instance.url, ctx)
+        } catch (err) {
+          await instance.stop()
+          throw err
+        }
+      }
+      return instance
     },
     fromCheckout: (dir, tag) => breakwater({ ...options, id: `${id}@${tag}`, label: `${label} [${tag}]`, gatewayDir: dir })
   }

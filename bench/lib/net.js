@@ -1,5 +1,5 @@
 // Loopback helpers: a free port, and a bounded wait for a server to answer.
-import { get } from 'node:http'
+import { get, request } from 'node:http'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -30,6 +30,38 @@ export function probe (url) {
     })
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in 2 s`)))
     req.on('error', reject)
+  })
+}
+
+/**
+ * One POST of a JSON body with a fresh connection; fails unless it answers 2xx.
+ * @param {string} url
+ * @param {unknown} body
+ * @param {Record<string, string>} [headers]
+ * @returns {Promise<{ status: number, body: string }>}
+ */
+export function postJson (url, body, headers = {}) {
+  const payload = JSON.stringify(body)
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      method: 'POST',
+      agent: false,
+      timeout: 2_000,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers }
+    }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (/** @type {string} */ chunk) => { text += chunk })
+      res.on('end', () => {
+        const status = res.statusCode ?? 0
+        if (status >= 200 && status < 300) resolve({ status, body: text })
+        else reject(new Error(`POST ${url} answered ${status}: ${text}`))
+      })
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in 2 s`)))
+    req.on('error', reject)
+    req.end(payload)
   })
 }
 

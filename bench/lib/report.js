@@ -89,7 +89,11 @@ export function checkTargets (result) {
     if (target.maxP99Ratio !== undefined) {
       checks.push(`p99 ${ratio(f.p99Ratio)} (target ≤ ${target.maxP99Ratio}x: ${f.p99Ratio <= target.maxP99Ratio ? 'met' : 'MISSED'})`)
     }
-    return `- ${f.row.candidate.label}: ${checks.join(', ')}`
+    if (target.maxP99Ms !== undefined) {
+      const l = result.options.latencyConnections
+      checks.push(`p99 at -c${l} ${ms(f.p99.median)} (target < ${target.maxP99Ms} ms: ${f.p99.median < target.maxP99Ms ? 'met' : 'MISSED'})`)
+    }
+    return `- ${target.label === undefined ? '' : `${target.label}: `}${f.row.candidate.label}: ${checks.join(', ')}`
   }))
 }
 

@@ -16,20 +16,30 @@ import { runWrk } from './wrk.js'
  * @property {string} id
  * @property {string} title
  * @property {string} path  the request path wrk loads
- * @property {{ status: number, bodyBytes?: number }} expect  what a probe through each candidate must get before it is measured
+ * @property {Expect} expect  what a probe through each candidate must get before it is measured (a candidate's own `expect` wins)
  * @property {(ctx: RunContext) => Promise<{ services: Record<string, any>, stop: () => Promise<void> }>} setup  starts the origin and any other shared service
  * @property {Candidate[]} candidates  in the order each round runs them
  * @property {string} [script]  a wrk Lua script, for POSTs or varied paths
- * @property {boolean} [allowNon2xx]  non-2xx answers are the point (breaker open): do not count them as errors
+ * @property {boolean} [allowNon2xx]  non-2xx answers are the point (breaker open): do not count them as errors (a candidate's own wins)
  * @property {Target[]} [targets]  the issue's acceptance figures, checked in the report
  * @property {string[]} [notes]  printed under the table
  */
 
 /**
+ * @typedef {object} Expect
+ * @property {number} status
+ * @property {number} [bodyBytes]
+ * @property {string} [contentType]  the answer's Content-Type must start with this
+ * @property {string[]} [headers]  header names the answer must carry, e.g. retry-after
+ */
+
+/**
  * @typedef {object} Target
  * @property {string} candidate  a candidate id
+ * @property {string} [label]  whose target it is, e.g. "issue 3", shown in the report
  * @property {number} [minRpsRatio]  requests/s at least this times the baseline's
  * @property {number} [maxP99Ratio]  p99 at most this times the baseline's
+ * @property {number} [maxP99Ms]  p99 at the latency run's connections at most this many ms (an absolute bound)
  */
 
 /**
@@ -55,7 +65,7 @@ import { runWrk } from './wrk.js'
  * @property {number} attempts  how many measurements were taken: 1, or more when they were tainted by other work
  * @property {number} p50Ms  at latencyConnections
  * @property {number} p99Ms
- * @property {number} errors  socket errors, and non-2xx answers unless the scenario expects them, in both runs
+ * @property {number} errors  socket errors, non-2xx answers unless they are allowed, and 2xx ones when an error status is expected, in both runs
  * @property {string} errorDetail
  */
 
@@ -216,7 +226,8 @@ async function measure (scenario, candidate, round, options, ctx, services) {
   const instance = await candidate.start(ctx, services)
   try {
     const url = instance.url + scenario.path
-    await expectAnswer(url, scenario.expect, candidate)
+    const expect = candidate.expect ?? scenario.expect
+    await expectAnswer(url, expect, candidate)
     const wrk = { url, dir: ctx.dir, script: scenario.script }
     await runWrk({ ...wrk, connections: options.throughputConnections, durationSec: options.warmupSec })
 
@@ -227,12 +238,16 @@ async function measure (scenario, candidate, round, options, ctx, services) {
     if (instance.proc !== null && !instance.proc.alive()) {
       throw new Error(`${candidate.id} exited during the run:\n${instance.proc.logTail()}`)
     }
-    const errorsOf = (/** @type {import('./wrk.js').WrkResult} */ run) => {
-      const e = run.errors
-      return e.connect + e.read + e.write + e.timeout + (scenario.allowNon2xx === true ? 0 : e.non2xx)
+    const allowNon2xx = candidate.allowNon2xx ?? scenario.allowNon2xx ?? false
+    // wrk counts answers of 400 and up as non-2xx: when such an answer is the expected one, the others are the errors.
+    const expectsError = expect.status >= 400
+    const errorsByKind = (/** @type {import('./wrk.js').WrkResult} */ run) => {
+      const { non2xx, ...sockets } = run.errors
+      return { ...sockets, non2xx: allowNon2xx ? 0 : non2xx, ...(expectsError ? { unexpected2xx: Math.max(0, run.requests - non2xx) } : {}) }
     }
+    const errorsOf = (/** @type {import('./wrk.js').WrkResult} */ run) => Object.values(errorsByKind(run)).reduce((sum, n) => sum + n, 0)
     const detail = (/** @type {string} */ name, /** @type {import('./wrk.js').WrkResult} */ run) =>
-      Object.entries(run.errors).filter(([, n]) => n > 0).map(([kind, n]) => `${name} ${kind} ${n}`)
+      Object.entries(errorsByKind(run)).filter(([, n]) => n > 0).map(([kind, n]) => `${name} ${kind} ${n}`)
     return {
       round,
       rps: throughput.run.rps,
@@ -255,13 +270,22 @@ async function measure (scenario, candidate, round, options, ctx, services) {
 /**
  * A candidate that answers wrongly would be measured doing something else: one request first.
  * @param {string} url
- * @param {Scenario['expect']} expect
+ * @param {Expect} expect
  * @param {Candidate} candidate
  */
 async function expectAnswer (url, expect, candidate) {
   const answer = await probe(url)
-  if (answer.status !== expect.status || (expect.bodyBytes !== undefined && answer.bytes !== expect.bodyBytes)) {
-    throw new Error(`${candidate.id}: GET ${url} answered ${answer.status} with ${answer.bytes} bytes; ` +
-      `the scenario expects ${expect.status}${expect.bodyBytes === undefined ? '' : ` with ${expect.bodyBytes} bytes`}`)
+  const contentType = String(answer.headers['content-type'] ?? '')
+  const missing = (expect.headers ?? []).filter((name) => answer.headers[name.toLowerCase()] === undefined)
+  if (answer.status !== expect.status || (expect.bodyBytes !== undefined && answer.bytes !== expect.bodyBytes) ||
+    (expect.contentType !== undefined && !contentType.startsWith(expect.contentType)) || missing.length > 0) {
+    const wanted = [
+      String(expect.status),
+      ...(expect.bodyBytes === undefined ? [] : [`${expect.bodyBytes} bytes`]),
+      ...(expect.contentType === undefined ? [] : [`Content-Type ${expect.contentType}`]),
+      ...(expect.headers ?? []).map((name) => `a ${name} header`)
+    ]
+    throw new Error(`${candidate.id}: GET ${url} answered ${answer.status} with ${answer.bytes} bytes, Content-Type "${contentType}"` +
+      `${missing.length > 0 ? `, without ${missing.join(', ')}` : ''}; it is expected to answer ${wanted.join(', ')}`)
   }
 }
