@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/index.js'
-import { gatewayError } from '../core/index.js'
+import { gatewayError, type ErrorCode } from '../core/index.js'
 import { upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
 import { failureOf, outcomeOf, type CallGuard, type RetryPolicy } from './call-guard.js'
 import { Exchange, type ExchangeResult } from './exchange.js'
@@ -30,6 +30,9 @@ interface Call {
   readonly retries: number
 }
 
+/** Answers the request with the gateway's problem `code`. */
+export type ProblemAnswer = (reply: FastifyReply, code: ErrorCode, detail: string) => void
+
 /** What a refused Upgrade answers with; the caller writes it to the raw socket. */
 export type UpgradeRefusal = (err: Error) => void
 
@@ -41,18 +44,21 @@ export class RouteForwarder {
   readonly #guard: CallGuard | null
   readonly #retry: RetryPolicy | null
   readonly #fallbackBody: Buffer
+  readonly #answerProblem: ProblemAnswer
   #next = 0
 
   /**
    * `guard`: the route's circuit breaker, without which every call goes through uncounted;
-   * `retry`: the route's retry policy, without which nothing is retried.
+   * `retry`: the route's retry policy, without which nothing is retried;
+   * `answerProblem`: how a refusal is answered; by default the error goes through Fastify's error handler.
    */
-  constructor (route: RouteConfig, options: { trustProxy: boolean, guard?: CallGuard, retry?: RetryPolicy }) {
+  constructor (route: RouteConfig, options: { trustProxy: boolean, guard?: CallGuard, retry?: RetryPolicy, answerProblem?: ProblemAnswer }) {
     this.route = route
     this.#trustProxy = options.trustProxy
     this.#guard = options.guard ?? null
     this.#retry = options.retry ?? null
     this.#fallbackBody = Buffer.from(route.breaker.fallback?.body ?? '')
+    this.#answerProblem = options.answerProblem ?? ((reply, code, detail) => { reply.send(gatewayError(code, detail)) })
     this.#targets = route.upstreams.map((origin) => ({
       origin,
       host: new URL(origin).host,
@@ -125,6 +131,7 @@ export class RouteForwarder {
       case 'abandoned':
         return
       case 'response':
+        // For the retry counts, a relayed 5xx is a failed call; anything else the upstream answered succeeded.
         retry?.onOutcome?.(result.status < 500, retried)
         return
       case 'held':
@@ -161,7 +168,8 @@ export class RouteForwarder {
       reply.code(fallback.status).header('content-type', fallback.contentType).send(this.#fallbackBody)
       return
     }
-    reply.send(gatewayError('BW_ERR_UPSTREAM_CIRCUIT_OPEN', `the circuit breaker of route ${this.route.id} is open; retry in ${retryAfter} s`))
+    // Answered directly, not thrown through the error handler: a fast-fail is the point of an open breaker.
+    this.#answerProblem(reply, 'BW_ERR_UPSTREAM_CIRCUIT_OPEN', `the circuit breaker of route ${this.route.id} is open; retry in ${retryAfter} s`)
   }
 
   /** Tunnels a WebSocket Upgrade to the next upstream; `refuse` answers the client when that fails. */

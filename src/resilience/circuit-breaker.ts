@@ -53,6 +53,15 @@ type State =
   /** `exceeded`: a threshold is exceeded now, so its event is emitted once per crossing, not once per call. */
   | { readonly name: 'METRICS_ONLY', exceeded: boolean }
 
+type EventDetail = Pick<BreakerEvent, 'errorMessage' | 'durationInMs' | 'stateTransition'>
+
+/** An event as kept in the ring: BreakerEvent without its name and with the time as a number. */
+interface RecordedEvent {
+  readonly type: BreakerEventType
+  readonly at: number
+  readonly extra: EventDetail
+}
+
 /** The permit handed out by tryAcquire: knows its breaker, the state it was issued in, and whether it was used. */
 class Ticket implements Permit {
   readonly permitted = true as const
@@ -85,7 +94,7 @@ export class CircuitBreaker {
   readonly #onCall: CircuitBreakerOptions['onCall']
   readonly #onNotPermitted: CircuitBreakerOptions['onNotPermitted']
   readonly #window: SlidingWindow
-  readonly #events: EventRing<BreakerEvent>
+  readonly #events: EventRing<RecordedEvent>
   #state: State
   /** Bumped on every state change, so permits from an earlier state (or an earlier HALF_OPEN) are told apart. */
   #generation = 0
@@ -229,7 +238,9 @@ export class CircuitBreaker {
 
   /** The latest events, oldest first. */
   events (): readonly BreakerEvent[] {
-    return this.#events.toArray()
+    return this.#events.toArray().map(({ type, at, extra }) => ({
+      circuitBreakerName: this.name, type, creationTime: new Date(at).toISOString(), ...extra
+    }))
   }
 
   #takeTrial (state: Extract<State, { name: 'HALF_OPEN' }>): Permit | Refusal {
@@ -285,7 +296,8 @@ export class CircuitBreaker {
     this.#onTransition?.(from, next.name, reason)
   }
 
-  #emit (type: BreakerEventType, extra: Pick<BreakerEvent, 'errorMessage' | 'durationInMs' | 'stateTransition'> = {}): void {
-    this.#events.push({ circuitBreakerName: this.name, type, creationTime: new Date(this.#now()).toISOString(), ...extra })
+  #emit (type: BreakerEventType, extra: EventDetail = {}): void {
+    // A timestamp, not its ISO text: a SUCCESS event per call must stay cheap; events() formats the few that are read.
+    this.#events.push({ type, at: this.#now(), extra })
   }
 }

@@ -102,7 +102,8 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   const forwarders = new Map(config.routes.map((route) => [route.id, new RouteForwarder(route, {
     trustProxy: config.server.trustProxy,
     guard: breakers.get(route.id),
-    retry: route.retry.retries === 0 ? undefined : retryPolicy(route.id, route.retry, metrics)
+    retry: route.retry.retries === 0 ? undefined : retryPolicy(route.id, route.retry, metrics),
+    answerProblem: (reply, code, detail) => { sendProblem(reply.request, reply, code, detail) }
   })]))
   const table = new RouteTable(config.routes)
 
