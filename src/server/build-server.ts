@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { actuatorPlugin, snapshotsOf, type ActuatorOptions } from '../actuator/index.js'
-import type { GatewayConfig, RetryConfig } from '../config/index.js'
+import { RESERVED_PREFIX, type GatewayConfig, type RetryConfig } from '../config/index.js'
 import {
   gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, rawProblemResponse,
   type ErrorCode, type GatewayError
@@ -210,6 +210,10 @@ function resolve (table: RouteTable<GatewayConfig['routes'][number]>, req: Incom
   const query = url.indexOf('?')
   const path = resolveDotSegments(query === -1 ? url : url.slice(0, query))
   if (path === null) return { kind: 'bad-path', reason: 'the path climbs above the root with ..' }
+  // The gateway's own prefix is never proxied, whatever a catch-all route or a dot segment would make of it.
+  if (path.startsWith(RESERVED_PREFIX) && (path.length === RESERVED_PREFIX.length || path[RESERVED_PREFIX.length] === '/')) {
+    return { kind: 'not-found' }
+  }
   const match = table.match(req.method as string, hostName(req.headers.host), path)
   if (match.kind !== 'route' || query === -1) return match
   return { ...match, upstreamPath: match.upstreamPath + url.slice(query) }

@@ -290,3 +290,26 @@ routes:
   t.same(a.received.map((r) => r.url), ['/n0', '/n2', '/n4'])
   t.same(b.received.map((r) => r.url), ['/n1', '/n3', '/n5'])
 })
+
+t.test('the reserved /actuator prefix is never proxied, even by a catch-all route or through dot segments', async (t) => {
+  const origin = await startUpstream(t)
+  const gw = await startGateway(t, `
+management:
+  port: 0
+routes:
+  - id: everything
+    prefix: /
+    upstream: ${origin.url}
+`)
+  const client = new Client(gw.url)
+  t.teardown(() => client.close())
+  for (const path of ['/actuator', '/actuator/health', '/x/../actuator/info', '/a/%2e%2e/actuator']) {
+    const res = await client.request({ method: 'GET', path })
+    t.equal(res.statusCode, 404, path)
+    t.match(await res.body.json(), { code: 'BW_ERR_ROUTE_NOT_FOUND' })
+  }
+  const other = await client.request({ method: 'GET', path: '/actuatorx' })
+  t.equal(other.statusCode, 200, 'a path that only starts with the same letters is proxied')
+  await other.body.dump()
+  t.same(origin.received.map((r) => r.url), ['/actuatorx'])
+})
