@@ -350,3 +350,32 @@ routes:
     { route: 'catalog', from: 'CLOSED', to: 'OPEN', reason: 'failureThreshold' }
   ])
 })
+
+t.test('a Retry-After on a 503 sets the wait before the retry, capped at maxBackoff', async (t) => {
+  const arrivals: number[] = []
+  let retryAfter = '1'
+  const origin = await startUpstream(t, (_req, res) => {
+    arrivals.push(Date.now())
+    if (arrivals.length % 2 === 1) {
+      res.writeHead(503, { 'retry-after': retryAfter })
+      res.end()
+      return
+    }
+    res.end('ok')
+  })
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    retry: {retries: 1, backoff: 1ms, maxBackoff: 1500ms}
+`)
+  t.equal((await get(`${gw.url}/x`)).status, 200)
+  const honoured = (arrivals[1] as number) - (arrivals[0] as number)
+  t.ok(honoured >= 950, `the retry waited for Retry-After: 1 (${honoured} ms)`)
+
+  retryAfter = '3600'
+  t.equal((await get(`${gw.url}/x`)).status, 200)
+  const capped = (arrivals[3] as number) - (arrivals[2] as number)
+  t.ok(capped >= 1450 && capped < 3_000, `an hour is capped at maxBackoff (${capped} ms)`)
+})
