@@ -8,7 +8,7 @@ import {
   DEFAULT_HALF_OPEN_CALLS, DEFAULT_HEADERS_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS, DEFAULT_MINIMUM_CALLS,
   DEFAULT_RECOVERY_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF, DEFAULT_RETRY_ON,
   DEFAULT_ROUTE_TIMEOUT, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLIDING_WINDOW,
-  DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_SLOW_CALL_THRESHOLD, RESERVED_PREFIX,
+  DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_SLOW_CALL_THRESHOLD, isReservedPath, RESERVED_PREFIX,
   type BreakerConfig, type ConfigFile, type GatewayConfig, type RetryConfig, type RouteConfig, type ServerConfig
 } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
@@ -233,7 +233,7 @@ function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onK
       at(here('prefix'), `expected a plain path prefix like /api/catalog (no empty, . or .. segments, no ? or #), got ${show(route.prefix)}`)
       return
     }
-    if (prefix === RESERVED_PREFIX || prefix.startsWith(RESERVED_PREFIX + '/')) {
+    if (isReservedPath(prefix)) {
       at(here('prefix'), `${RESERVED_PREFIX} is reserved for the gateway's own endpoints, got ${show(route.prefix)}`)
       return
     }

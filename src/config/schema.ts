@@ -14,6 +14,11 @@ export const ROUTE_ID_PATTERN = '^[a-z0-9][a-z0-9_-]*$'
 /** Every path under this prefix belongs to the gateway's own endpoints. */
 export const RESERVED_PREFIX = '/actuator'
 
+/** Whether a resolved path lies under RESERVED_PREFIX, on a segment boundary (`/actuatorx` does not). */
+export function isReservedPath (path: string): boolean {
+  return path.startsWith(RESERVED_PREFIX) && (path.length === RESERVED_PREFIX.length || path[RESERVED_PREFIX.length] === '/')
+}
+
 /** Built-in defaults, with units: what a config gets for every key it leaves out. */
 export const DEFAULT_SERVER_HOST = '0.0.0.0'
 export const DEFAULT_SERVER_PORT = 8080

@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { actuatorPlugin, snapshotsOf, type ActuatorOptions } from '../actuator/index.js'
-import { RESERVED_PREFIX, type GatewayConfig, type RetryConfig } from '../config/index.js'
+import { isReservedPath, type GatewayConfig, type RetryConfig } from '../config/index.js'
 import {
   gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, rawProblemResponse,
   type ErrorCode, type GatewayError
@@ -167,7 +167,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     for (const forwarder of forwarders.values()) forwarder.endTunnels()
     const reap = (): void => {
       app.server.closeIdleConnections()
-      closeSilentConnections(app.server, connections)
+      closeSilentConnections(connections)
     }
     reap()
     reaper = setInterval(reap, IDLE_REAP_INTERVAL_MS)
@@ -188,7 +188,8 @@ const PACKAGE = JSON.parse(readFileSync(new URL('../../package.json', import.met
 function buildManagementServer (config: GatewayConfig, logger: FastifyBaseLogger, actuator: ActuatorOptions): FastifyInstance {
   const management = Fastify({
     loggerInstance: logger,
-    disableRequestLogging: true,
+    // Scrapes and probes every few seconds would drown the access log of the traffic that matters.
+    logController: new AccessLog(false),
     genReqId: requestIdFor,
     trustProxy: config.server.trustProxy,
     serverFactory: (handler) => createGatewayServer(handler, config.server),
@@ -211,9 +212,7 @@ function resolve (table: RouteTable<GatewayConfig['routes'][number]>, req: Incom
   const path = resolveDotSegments(query === -1 ? url : url.slice(0, query))
   if (path === null) return { kind: 'bad-path', reason: 'the path climbs above the root with ..' }
   // The gateway's own prefix is never proxied, whatever a catch-all route or a dot segment would make of it.
-  if (path.startsWith(RESERVED_PREFIX) && (path.length === RESERVED_PREFIX.length || path[RESERVED_PREFIX.length] === '/')) {
-    return { kind: 'not-found' }
-  }
+  if (isReservedPath(path)) return { kind: 'not-found' }
   const match = table.match(req.method as string, hostName(req.headers.host), path)
   if (match.kind !== 'route' || query === -1) return match
   return { ...match, upstreamPath: match.upstreamPath + url.slice(query) }

@@ -47,7 +47,7 @@ export function createGatewayServer (handler: RequestListener, config: ServerCon
  * started a request), and a client that opened one and went quiet would otherwise hold a shutdown until its
  * headers timeout.
  */
-export function closeSilentConnections (server: Server, connections: ReadonlySet<Socket>): void {
+export function closeSilentConnections (connections: ReadonlySet<Socket>): void {
   for (const socket of connections) if (socket.bytesRead === 0) socket.destroy()
 }
 
