@@ -1,0 +1,2 @@
+// The Redis feature: the one factory of ioredis clients, standalone or Cluster.
+export * from './client.js'
