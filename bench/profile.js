@@ -9,14 +9,16 @@ import { checkBuilt, ensureTools } from './lib/prereqs.js'
 import { installCleanup, stopAll } from './lib/processes.js'
 import { accounted, TAINT_CPU, waitForQuiet } from './lib/runner.js'
 import { runWrk } from './lib/wrk.js'
-import { passthrough } from './scenarios/passthrough.js'
+import { SCENARIOS } from './scenarios/index.js'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
-const PROFILABLE = passthrough.candidates.filter((c) => c.id !== 'nginx-direct')
+/** The candidates of a scenario that run a proxy of ours to profile (not nginx serving directly). */
+const profilable = (/** @type {import('./lib/runner.js').Scenario} */ scenario) => scenario.candidates.filter((c) => c.id !== 'nginx-direct')
 
 const USAGE = `Usage: node bench/profile.js [options]
 
-  --candidate ID    a pass-through candidate: ${PROFILABLE.map((c) => c.id).join(', ')} (default: breakwater)
+  --scenario ID     ${SCENARIOS.map((s) => s.id).join(', ')} (default: passthrough)
+  --candidate ID    a candidate of the scenario (default: breakwater); ${SCENARIOS.map((s) => `${s.id}: ${profilable(s).map((c) => c.id).join(', ')}`).join('; ')}
   --duration S      seconds of profiled load (default: 10)
   --warmup S        seconds of load first, left out of the summary (default: 3)
   --connections N   wrk connections (default: 64)
@@ -43,11 +45,12 @@ const pct = (/** @type {number} */ part, /** @type {number} */ whole) => `${(100
 
 /**
  * Runs the candidate under the profiler and saves the profile and its load window in `outDir`.
+ * @param {import('./lib/runner.js').Scenario} scenario
  * @param {import('./lib/candidates.js').Candidate} candidate
  * @param {{ gatewayDir: string, outDir: string, durationSec: number, warmupSec: number, connections: number, intervalUs: number, quietWaitSec: number }} options
  * @returns {Promise<string>} the saved profile's path
  */
-async function profileCandidate (candidate, { gatewayDir, outDir, durationSec, warmupSec, connections, intervalUs, quietWaitSec }) {
+async function profileCandidate (scenario, candidate, { gatewayDir, outDir, durationSec, warmupSec, connections, intervalUs, quietWaitSec }) {
   installCleanup(log)
   const tools = ensureTools(log)
   checkBuilt(gatewayDir, log)
@@ -59,17 +62,17 @@ async function profileCandidate (candidate, { gatewayDir, outDir, durationSec, w
 
   /** @type {LoadWindow} */
   let window = { label: candidate.label, fromUs: 0, toUs: 0, rps: NaN, connections, foreignCpu: NaN }
-  const { services, stop } = await passthrough.setup(ctx)
+  const { services, stop } = await scenario.setup(ctx)
   try {
     const instance = await candidate.start(ctx, services)
     try {
-      const url = instance.url + passthrough.path
+      const url = instance.url + scenario.path
       const quiet = await waitForQuiet(quietWaitSec)
       if (!quiet.quiet) log(`other work still took ${quiet.foreignCpu.toFixed(2)} CPU after ${quietWaitSec} s of waiting`)
       if (warmupSec > 0) await runWrk({ url, dir, connections, durationSec: warmupSec })
       // V8's profiler stamps samples with the monotonic clock that hrtime reads, in µs.
       const fromUs = Number(process.hrtime.bigint() / 1000n)
-      const originPid = services.origin.workerPid
+      const originPid = services.origin?.workerPid ?? null
       const { run, foreignCpu } = await accounted({ url, dir, connections, durationSec }, instance.cpuPid, originPid)
       window = { ...window, fromUs, toUs: Number(process.hrtime.bigint() / 1000n), rps: run.rps, foreignCpu }
       log(`${candidate.id}: ${Math.round(run.rps)} req/s under the profiler; other work took ${foreignCpu.toFixed(2)} CPU meanwhile`)
@@ -83,7 +86,7 @@ async function profileCandidate (candidate, { gatewayDir, outDir, durationSec, w
   const file = readdirSync(profileDir).find((name) => name.endsWith('.cpuprofile'))
   if (file === undefined) throw new Error(`no .cpuprofile in ${profileDir}: did ${candidate.id} exit on SIGTERM?`)
   mkdirSync(outDir, { recursive: true })
-  const saved = join(outDir, `profile-${candidate.id}.cpuprofile`)
+  const saved = join(outDir, `profile-${scenario.id}-${candidate.id}.cpuprofile`)
   copyFileSync(join(profileDir, file), saved)
   writeFileSync(saved.replace(/\.cpuprofile$/, '.window.json'), JSON.stringify(window, null, 2))
   return saved
@@ -145,6 +148,7 @@ function summarizeProfile (file, top) {
 async function main () {
   const { values } = parseArgs({
     options: {
+      scenario: { type: 'string', default: 'passthrough' },
       candidate: { type: 'string', default: 'breakwater' },
       duration: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '3' },
@@ -165,9 +169,11 @@ async function main () {
   const top = Math.min(200, Math.max(5, Number(values.top) || 25))
   let file = values.analyze
   if (file === undefined) {
-    const candidate = PROFILABLE.find((c) => c.id === values.candidate)
-    if (candidate === undefined) throw new Error(`no profilable candidate "${values.candidate}"\n\n${USAGE}`)
-    file = await profileCandidate(candidate, {
+    const scenario = SCENARIOS.find((s) => s.id === values.scenario)
+    if (scenario === undefined) throw new Error(`no scenario "${values.scenario}"\n\n${USAGE}`)
+    const candidate = profilable(scenario).find((c) => c.id === values.candidate)
+    if (candidate === undefined) throw new Error(`no profilable candidate "${values.candidate}" in ${scenario.id}\n\n${USAGE}`)
+    file = await profileCandidate(scenario, candidate, {
       gatewayDir: resolve(values['gateway-dir']),
       outDir: resolve(values['out-dir']),
       durationSec: Math.min(120, Math.max(1, Number(values.duration) || 10)),

@@ -45,9 +45,10 @@ const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
  * @param {string[]} args  node arguments after ctx.nodeArgs
  * @param {number} port
  * @param {string} readyPath
+ * @param {number} [readyStatus]  what `readyPath` answers once the proxy is up
  * @returns {Promise<Instance>}
  */
-async function startNodeProxy (ctx, name, args, port, readyPath) {
+async function startNodeProxy (ctx, name, args, port, readyPath, readyStatus = 200) {
   const proc = spawnPinned(name, PROXY_CPU, process.execPath, [...ctx.nodeArgs, ...args], {
     logFile: join(ctx.dir, `${name}.stderr.log`),
     stdout: 'null',
@@ -55,7 +56,7 @@ async function startNodeProxy (ctx, name, args, port, readyPath) {
   })
   const url = `http://127.0.0.1:${port}`
   try {
-    await waitForHttp(url + readyPath, { proc })
+    await waitForHttp(url + readyPath, { proc, status: readyStatus })
   } catch (err) {
     await proc.stop()
     throw err
@@ -77,6 +78,23 @@ export function bareFastifyProxy () {
       const port = await freePort()
       const args = [join(BENCH_DIR, 'baseline-proxy.js'), '--upstream', services.origin.url, '--port', String(port)]
       return startNodeProxy(ctx, 'baseline', args, port, '/')
+    }
+  }
+}
+
+/**
+ * bench/node-floor.js: a bare node:http server answering the open breaker's 503 with nothing else to do.
+ * @returns {Candidate}
+ */
+export function nodeFloor () {
+  return {
+    id: 'node-floor',
+    label: 'bare node:http answering a fixed 503 (floor of any Node fast-fail)',
+    expect: { status: 503, contentType: 'application/problem+json', headers: ['retry-after'] },
+    allowNon2xx: true,
+    async start (ctx) {
+      const port = await freePort()
+      return startNodeProxy(ctx, 'node-floor', [join(BENCH_DIR, 'node-floor.js'), '--port', String(port)], port, '/', 503)
     }
   }
 }

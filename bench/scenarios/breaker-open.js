@@ -1,6 +1,6 @@
 // Scenario: GET / through a Breakwater route whose circuit breaker is open (503 at once), against the bare proxy passing through to nginx.
 import { randomBytes } from 'node:crypto'
-import { bareFastifyProxy, breakwater } from '../lib/candidates.js'
+import { bareFastifyProxy, breakwater, nodeFloor } from '../lib/candidates.js'
 import { freePort, postJson, probe } from '../lib/net.js'
 import { startNginx } from '../lib/nginx.js'
 
@@ -11,6 +11,28 @@ const TOKEN = randomBytes(16).toString('hex')
 const OPEN_ANSWER = { status: 503, contentType: 'application/problem+json', headers: ['retry-after'] }
 
 const READY = '/actuator/health/readiness'
+
+/**
+ * Breakwater with one route to the origin whose breaker is forced open through the actuator, before the probe and the warm-up.
+ * @param {string} id
+ * @param {string} label
+ * @param {Record<string, string | number | boolean>} [server]
+ */
+function forcedOpen (id, label, server = {}) {
+  return breakwater({
+    id,
+    label,
+    server,
+    extraYaml: `management:\n  token: ${TOKEN}\n`,
+    routes: (services) => `  - id: origin\n    prefix: /\n    upstream: ${services.origin.url}\n`,
+    readyPath: READY,
+    async afterStart (url) {
+      await postJson(`${url}/actuator/circuitbreakers/origin`, { updateState: 'FORCE_OPEN' }, { authorization: `Bearer ${TOKEN}` })
+    },
+    expect: OPEN_ANSWER,
+    allowNon2xx: true
+  })
+}
 
 /** @type {import('../lib/runner.js').Scenario} */
 export const breakerOpen = {
@@ -27,18 +49,7 @@ export const breakerOpen = {
   },
   candidates: [
     bareFastifyProxy(),
-    breakwater({
-      id: 'breakwater',
-      label: 'Breakwater, breaker FORCED_OPEN through the actuator (503)',
-      extraYaml: `management:\n  token: ${TOKEN}\n`,
-      routes: (services) => `  - id: origin\n    prefix: /\n    upstream: ${services.origin.url}\n`,
-      readyPath: READY,
-      async afterStart (url) {
-        await postJson(`${url}/actuator/circuitbreakers/origin`, { updateState: 'FORCE_OPEN' }, { authorization: `Bearer ${TOKEN}` })
-      },
-      expect: OPEN_ANSWER,
-      allowNon2xx: true
-    }),
+    forcedOpen('breakwater', 'Breakwater, breaker FORCED_OPEN through the actuator (503)'),
     breakwater({
       id: 'breakwater-tripped',
       label: 'Breakwater, breaker OPEN after a connect error (503)',
@@ -52,7 +63,9 @@ export const breakerOpen = {
       },
       expect: OPEN_ANSWER,
       allowNon2xx: true
-    })
+    }),
+    forcedOpen('breakwater-no-access-log', 'Breakwater, breaker FORCED_OPEN, `accessLog: false` (503)', { accessLog: false }),
+    nodeFloor()
   ],
   targets: [
     { candidate: 'breakwater', label: 'issue 3', minRpsRatio: 3, maxP99Ms: 2 },
@@ -64,6 +77,8 @@ export const breakerOpen = {
     '`POST /actuator/circuitbreakers/origin {"updateState":"FORCE_OPEN"}` (bearer token) before the probe and the warm-up. ' +
     '`breakwater-tripped`: the route goes to a closed loopback port with `breaker: {failureThreshold: 1, recoveryTimeout: 1h}`; ' +
     'one GET before the probe is refused (502) and opens it. Both then answer every request 503 problem+json with Retry-After ' +
-    '(checked by the probe; any 2xx or 3xx answer during the runs is counted as an error). The baseline proxies to nginx (200, 1 KiB).'
+    '(checked by the probe; any 2xx or 3xx answer during the runs is counted as an error). `breakwater-no-access-log`: ' +
+    '`breakwater` with `server.accessLog: false`. `node-floor` (bench/node-floor.js): a bare node:http server answering ' +
+    'the same 503 body with nothing else to do, the floor of any Node fast-fail on this machine. The baseline proxies to nginx (200, 1 KiB).'
   ]
 }

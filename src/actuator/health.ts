@@ -68,16 +68,19 @@ export interface HealthDocument {
  * The whole document. Only liveness and readiness decide the gateway's status: an open breaker cuts off one
  * upstream, and taking the gateway out of rotation for it would cut off every other route as well.
  */
-export function healthDocument (ready: boolean, snapshots: readonly BreakerSnapshot[]): HealthDocument {
+export function healthDocument (ready: boolean, snapshots: readonly BreakerSnapshot[], extra: Readonly<Record<string, HealthComponent>> = {}): HealthDocument {
   const readiness: HealthStatus = ready ? 'UP' : 'DOWN'
   return {
     status: readiness,
-    components: {
+    // Spring sorts components by name; a Redis that is DOWN is shown but, like an open breaker, takes nothing DOWN:
+    // without it the gateway still proxies, only uncached.
+    components: Object.fromEntries(Object.entries({
       circuitBreakers: circuitBreakersHealth(snapshots),
       livenessState: { status: 'UP' },
       ping: { status: 'UP' },
-      readinessState: { status: readiness }
-    },
+      readinessState: { status: readiness },
+      ...extra
+    }).sort(([a], [b]) => compareNames(a, b))),
     groups: ['liveness', 'readiness']
   }
 }

@@ -24,6 +24,18 @@ export interface ActuatorOptions {
   readonly info: AppInfo
   /** false once a graceful shutdown began: readiness turns DOWN. */
   readonly ready: () => boolean
+  /** The response cache: its store's health and purges. Default: no cache. */
+  readonly cache?: CacheActuator
+}
+
+/** What the actuator needs of the response cache. */
+export interface CacheActuator {
+  /** The ids of the routes that cache. */
+  readonly routes: readonly string[]
+  /** The `redis` health component, or null when the cache is in memory (no component). */
+  readonly health: () => HealthComponent | null
+  /** Deletes what route `routeId` cached (only entries under `pathPrefix` when given); how many keys went. */
+  readonly purge: (routeId: string, pathPrefix?: string) => Promise<number>
 }
 
 /** Spring Boot's health endpoint answers 503 for DOWN (management.endpoint.health.status.http-mapping defaults). */
@@ -37,7 +49,12 @@ const BODY_LIMIT_BYTES = 16 * 1024
 
 /** Registers every endpoint under /actuator, in its own encapsulated context. */
 export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOptions): Promise<void> {
-  const { metrics, breakers, info, ready } = options
+  const { metrics, breakers, info, ready, cache } = options
+  /** Components besides the circuit breakers: the cache's store, when it is Redis. */
+  const components = (): Record<string, HealthComponent> => {
+    const redis = cache?.health() ?? null
+    return redis === null ? {} : { redis }
+  }
   const guard = new BearerGuard(options.management.token)
 
   // The gateway streams bodies to upstreams unparsed; the actuator reads small JSON ones.
@@ -108,7 +125,7 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
   })
 
   app.get(`${ACTUATOR_PREFIX}/health`, { config: { probe: true } }, async (_request, reply) => {
-    const health = healthDocument(ready(), snapshots())
+    const health = healthDocument(ready(), snapshots(), components())
     return await reply.code(statusCode(health.status)).send(health)
   })
 
@@ -119,7 +136,7 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     if (component === 'liveness') answer = { status: 'UP' }
     else if (component === 'readiness') answer = { status: ready() ? 'UP' : 'DOWN' }
     else if (component === 'circuitBreakers') answer = circuitBreakersHealth(snapshots())
-    else answer = healthDocument(ready(), []).components[component]
+    else answer = healthDocument(ready(), [], components()).components[component]
     if (answer === undefined) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no health component or group named ${component}`)
     return await reply.code(statusCode(answer.status)).send(answer)
   })
@@ -150,6 +167,18 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     const breaker = breakers.get(name)
     if (breaker === undefined) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no circuit breaker named ${name}`)
     return { circuitBreakerEvents: byCreationTime([...breaker.events()]) }
+  })
+
+  // RFC 9111 section 4.4 leaves purging to the cache; Varnish and nginx answer it with a count, so does this.
+  app.delete<{ Querystring: { route?: string, prefix?: string } }>(`${ACTUATOR_PREFIX}/cache`, async (request) => {
+    const { route, prefix } = request.query
+    if (typeof route !== 'string' || route === '') throw gatewayError('BW_ERR_ACTUATOR_BAD_REQUEST', 'expected ?route=<route id>[&prefix=/path]')
+    if (cache === undefined || !cache.routes.includes(route)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no caching route named ${route}`)
+    if (prefix !== undefined && (typeof prefix !== 'string' || !prefix.startsWith('/'))) {
+      throw gatewayError('BW_ERR_ACTUATOR_BAD_REQUEST', `expected prefix to be a path starting with /, got ${JSON.stringify(prefix)}`)
+    }
+    const purged = await cache.purge(route, prefix)
+    return { route, prefix: prefix ?? null, purged }
   })
 
   // Anything else under /actuator: a problem of the actuator's own, after the token check for state-changing methods.

@@ -9,7 +9,10 @@ import {
   DEFAULT_RECOVERY_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF, DEFAULT_RETRY_ON,
   DEFAULT_ROUTE_TIMEOUT, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLIDING_WINDOW,
   DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_SLOW_CALL_THRESHOLD, isReservedPath, RESERVED_PREFIX,
-  type BreakerConfig, type ConfigFile, type GatewayConfig, type RetryConfig, type RouteConfig, type ServerConfig
+  DEFAULT_CACHE_MAX_OBJECT_SIZE, DEFAULT_MEMORY_TIER_ENTRIES, DEFAULT_MEMORY_TIER_TTL, DEFAULT_REDIS_COMMAND_TIMEOUT,
+  DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, REDIS_URL_ENV,
+  type BreakerConfig, type CacheConfig, type ConfigFile, type GatewayConfig, type RedisConfig, type RetryConfig,
+  type RouteConfig, type ServerConfig
 } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
 
@@ -63,8 +66,12 @@ export function parseConfig (text: string, file: string, env: Env = process.env)
   }
   const raw = data as ConfigFile
   checkCrossField(raw, at)
+  const redisUrl = env[REDIS_URL_ENV]
+  if (raw.redis === undefined && redisUrl !== undefined && redisUrl !== '' && !isRedisUrl(redisUrl)) {
+    issues.push({ line: 0, col: 0, path: '', message: `${REDIS_URL_ENV}: expected a redis:// or rediss:// URL, got ${show(redisUrl)}` })
+  }
   if (issues.length > 0) throw new ConfigError(file, issues)
-  return deepFreeze(resolve(raw, file))
+  return deepFreeze(resolve(raw, file, redisUrl === '' ? undefined : redisUrl))
 }
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
@@ -203,7 +210,9 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
 
 /** Checks that span keys or need more than a schema: ids and prefixes, URLs, the reserved prefix, header names. */
 function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  checkRedis(raw.redis, at)
   const defaults: Record<string, unknown> = isObject(raw.defaults) ? raw.defaults : {}
+  checkCache(defaults.cache, ['defaults', 'cache'], raw.redis !== undefined, at)
   checkUpstream(defaults.upstream, ['defaults', 'upstream'], at)
   checkHeaders(defaults.headers, ['defaults', 'headers'], at)
   checkRewritePrefix(defaults.rewritePrefix, ['defaults', 'rewritePrefix'], at)
@@ -227,6 +236,7 @@ function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onK
     checkHeaders(route.headers, here('headers'), at)
     checkRewritePrefix(route.rewritePrefix, here('rewritePrefix'), at)
     checkHost(route.host, here('host'), at)
+    checkCache(route.cache, here('cache'), raw.redis !== undefined, at)
     if (typeof route.prefix !== 'string' || !route.prefix.startsWith('/')) return
     const prefix = canonicalPrefix(route.prefix)
     if (prefix === null) {
@@ -244,6 +254,40 @@ function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onK
     if (first === undefined) matches.set(key, i)
     else at(here('prefix'), `routes[${first}] already matches the same prefix, host and methods`)
   })
+}
+
+const isRedisUrl = (url: string): boolean => {
+  try {
+    const { protocol } = new URL(url)
+    return protocol === 'redis:' || protocol === 'rediss:'
+  } catch {
+    return false
+  }
+}
+
+function checkRedis (value: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  if (!isObject(value)) return
+  if ((value.url === undefined) === (value.cluster === undefined)) {
+    at(['redis'], 'expected exactly one of url (standalone) and cluster (startup nodes)')
+  }
+  const urls = typeof value.url === 'string' ? [[['redis', 'url'], value.url] as const] : []
+  const nodes = Array.isArray(value.cluster) ? value.cluster.map((url, i) => [['redis', 'cluster', i], url] as const) : []
+  for (const [path, url] of [...urls, ...nodes]) {
+    if (typeof url === 'string' && !isRedisUrl(url)) at(path, `expected a redis:// or rediss:// URL, got ${show(url)}`)
+  }
+  // Redis Cluster hashes the text between braces: a brace in the prefix would split an entry from its lock and marker.
+  if (typeof value.keyPrefix === 'string' && /[{}]/.test(value.keyPrefix)) at(['redis', 'keyPrefix'], `expected a prefix without { or }, got ${show(value.keyPrefix)}`)
+}
+
+function checkCache (value: unknown, path: Path, hasRedis: boolean, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  if (!isObject(value)) return
+  if (Array.isArray(value.vary)) {
+    value.vary.forEach((name, i) => {
+      if (typeof name === 'string' && !HEADER_NAME.test(name)) at([...path, 'vary', i], `expected a header name (an RFC 9110 token), got ${show(name)}`)
+    })
+  }
+  // Without Redis the store is already in this process: a second in-process tier would only hold copies.
+  if (value.memory !== undefined && !hasRedis) at([...path, 'memory'], 'an in-process tier needs a redis: block to sit in front of', true)
 }
 
 function checkUpstream (value: unknown, path: Path, at: (path: Path, message: string) => void): void {
@@ -298,7 +342,7 @@ function canonicalPrefix (prefix: string): string | null {
   return segments.every((segment) => segment !== '' && !DOT_SEGMENT.test(segment)) ? trimmed : null
 }
 
-function resolve (raw: ConfigFile, source: string): GatewayConfig {
+function resolve (raw: ConfigFile, source: string, redisUrl: string | undefined): GatewayConfig {
   const server = raw.server ?? {}
   const resolvedServer: ServerConfig = {
     host: server.host ?? DEFAULT_SERVER_HOST,
@@ -332,7 +376,8 @@ function resolve (raw: ConfigFile, source: string): GatewayConfig {
       bodyLimitBytes: bodyLimit === undefined ? resolvedServer.bodyLimitBytes : parseSizeBytes(bodyLimit),
       // A route's breaker and retry blocks refine the defaults' key by key.
       breaker: resolveBreaker({ ...defaults.breaker, ...route.breaker }),
-      retry: resolveRetry(route.retry === undefined && defaults.retry === undefined ? null : { ...defaults.retry, ...route.retry })
+      retry: resolveRetry(route.retry === undefined && defaults.retry === undefined ? null : { ...defaults.retry, ...route.retry }),
+      cache: route.cache === undefined && defaults.cache === undefined ? null : resolveCache({ ...defaults.cache, ...route.cache })
     }
   })
   const management = raw.management ?? {}
@@ -344,7 +389,32 @@ function resolve (raw: ConfigFile, source: string): GatewayConfig {
       port: management.port ?? null,
       host: management.host ?? resolvedServer.host
     },
+    redis: resolveRedis(raw.redis ?? (redisUrl === undefined ? undefined : { url: redisUrl })),
     routes
+  }
+}
+
+function resolveRedis (redis: ConfigFile['redis']): RedisConfig | null {
+  if (redis === undefined) return null
+  return {
+    url: redis.url ?? null,
+    cluster: redis.cluster ?? null,
+    keyPrefix: redis.keyPrefix ?? DEFAULT_REDIS_KEY_PREFIX,
+    connectTimeoutMs: parseDurationMs(redis.connectTimeout ?? DEFAULT_REDIS_CONNECT_TIMEOUT),
+    commandTimeoutMs: parseDurationMs(redis.commandTimeout ?? DEFAULT_REDIS_COMMAND_TIMEOUT)
+  }
+}
+
+function resolveCache (cache: NonNullable<NonNullable<ConfigFile['defaults']>['cache']>): CacheConfig {
+  return {
+    ttlMs: cache.ttl === undefined ? null : parseDurationMs(cache.ttl),
+    maxObjectSizeBytes: parseSizeBytes(cache.maxObjectSize ?? DEFAULT_CACHE_MAX_OBJECT_SIZE),
+    staleWhileRevalidateMs: cache.staleWhileRevalidate === undefined ? 0 : parseDurationMs(cache.staleWhileRevalidate),
+    staleIfErrorMs: cache.staleIfError === undefined ? 0 : parseDurationMs(cache.staleIfError),
+    vary: (cache.vary ?? []).map((name) => name.toLowerCase()),
+    memory: cache.memory === undefined
+      ? null
+      : { maxEntries: cache.memory.maxEntries ?? DEFAULT_MEMORY_TIER_ENTRIES, ttlMs: parseDurationMs(cache.memory.ttl ?? DEFAULT_MEMORY_TIER_TTL) }
   }
 }
 

@@ -41,6 +41,16 @@ export const DEFAULT_RETRIES = 2
 export const DEFAULT_RETRY_BACKOFF = '100ms'
 export const DEFAULT_RETRY_MAX_BACKOFF = '2s'
 export const DEFAULT_RETRY_ON = [502, 503, 504, 'connect', 'timeout'] as const
+export const DEFAULT_REDIS_KEY_PREFIX = 'bw:'
+export const DEFAULT_REDIS_CONNECT_TIMEOUT = '1s'
+export const DEFAULT_REDIS_COMMAND_TIMEOUT = '100ms'
+export const DEFAULT_CACHE_MAX_OBJECT_SIZE = '1mb'
+export const DEFAULT_MEMORY_TIER_ENTRIES = 10_000
+export const DEFAULT_MEMORY_TIER_TTL = '1s'
+/** Entries the embedded store (no `redis:` block) holds across all routes before it evicts the least recently used. */
+export const DEFAULT_MEMORY_STORE_ENTRIES = 10_000
+/** The environment variable that configures a standalone Redis when the file has no `redis:` block. */
+export const REDIS_URL_ENV = 'BREAKWATER_REDIS_URL'
 
 // `x-expected` says, in words, what a value must look like; config errors quote it as "expected <x-expected>, got <value>".
 const duration = (description: string, defaultValue?: string): TString =>
@@ -89,6 +99,18 @@ const Retry = Type.Object({
   on: Type.Optional(Type.Array(Type.Union([ServerErrorStatus, Type.Unsafe<RetryCondition>({ type: 'string', enum: [...RETRY_CONDITIONS] })], { 'x-expected': 'a 5xx status, connect or timeout' }), { minItems: 1, uniqueItems: true, description: 'What is retried: 5xx statuses, `connect` (refused or reset), `timeout`. Default: 502, 503, 504, connect, timeout' }))
 }, { additionalProperties: false, description: 'Retries for idempotent methods (GET HEAD OPTIONS PUT DELETE) without a streamed body, each attempt through the breaker' })
 
+const Cache = Type.Object({
+  ttl: Type.Optional(duration('Freshness when the upstream states none; its Cache-Control and Expires win. Default: only what RFC 9111 allows is stored (explicit freshness, validators, heuristics)')),
+  maxObjectSize: Type.Optional(size('Larger responses stream through uncached', DEFAULT_CACHE_MAX_OBJECT_SIZE)),
+  staleWhileRevalidate: Type.Optional(duration('Serve a stale entry at once and refresh it in the background for this long past its freshness (the upstream\'s own stale-while-revalidate also counts). Default: only the upstream\'s')),
+  staleIfError: Type.Optional(duration('Serve a stale entry for this long past its freshness when the upstream fails or the breaker is open (the upstream\'s own stale-if-error also counts). Default: only the upstream\'s')),
+  vary: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true, description: 'Request headers added to the cache key, on top of the response\'s Vary' })),
+  memory: Type.Optional(Type.Object({
+    maxEntries: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_MEMORY_TIER_ENTRIES, description: 'Entries kept in this process' })),
+    ttl: Type.Optional(duration('How long an entry is served from this process before Redis is asked again', DEFAULT_MEMORY_TIER_TTL))
+  }, { additionalProperties: false, description: 'An in-process tier in front of Redis (only with `redis:`). Default: none' }))
+}, { additionalProperties: false, description: 'Cache GET and HEAD answers as a shared cache (RFC 9111)' })
+
 /** Route keys that may also be set once for all routes under `defaults:`. */
 const routePolicy = {
   methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true, description: 'Methods this route serves; others get 405 with `Allow`. Default: all methods' })),
@@ -106,7 +128,8 @@ const routePolicy = {
   websocket: Type.Optional(Type.Boolean({ description: 'Proxy WebSocket Upgrade requests on this prefix', default: false })),
   bodyLimit: Type.Optional(size('Largest request body on this route; larger ones get 413. Default: `server.bodyLimit`')),
   breaker: Type.Optional(Breaker),
-  retry: Type.Optional(Retry)
+  retry: Type.Optional(Retry),
+  cache: Type.Optional(Cache)
 }
 
 const Route = Type.Object({
@@ -135,9 +158,18 @@ const Management = Type.Object({
   host: Type.Optional(Type.String({ minLength: 1, description: 'Address of the management listener. Default: `server.host`' }))
 }, { additionalProperties: false, description: 'The /actuator endpoints' })
 
+const Redis = Type.Object({
+  url: Type.Optional(Type.String({ minLength: 1, description: 'A standalone Redis: `redis://host:port` or `rediss://` (TLS); a password in the URL works', 'x-expected': 'a redis:// or rediss:// URL' })),
+  cluster: Type.Optional(Type.Array(Type.String({ minLength: 1, 'x-expected': 'a redis:// or rediss:// URL' }), { minItems: 1, description: 'Redis Cluster startup nodes (`redis://host:port` each)' })),
+  keyPrefix: Type.Optional(Type.String({ description: 'Prefix of every key the gateway writes', default: DEFAULT_REDIS_KEY_PREFIX })),
+  connectTimeout: Type.Optional(duration('How long a connection attempt may take', DEFAULT_REDIS_CONNECT_TIMEOUT)),
+  commandTimeout: Type.Optional(duration('A command not answered in this time is given up and the request bypasses the cache: a slow Redis never slows the gateway', DEFAULT_REDIS_COMMAND_TIMEOUT))
+}, { additionalProperties: false, description: `The cache's shared store: one of \`url\` or \`cluster\`. Default: \`${REDIS_URL_ENV}\` when set, otherwise an in-memory store in each process (not shared)` })
+
 export const ConfigSchema = Type.Object({
   server: Type.Optional(Server),
   management: Type.Optional(Management),
+  redis: Type.Optional(Redis),
   defaults: Type.Optional(Defaults),
   routes: Type.Optional(Type.Array(Route, { description: 'The routes, matched by longest prefix' }))
 }, { additionalProperties: false })
@@ -174,6 +206,29 @@ export interface RouteConfig {
   readonly bodyLimitBytes: number
   readonly breaker: BreakerConfig
   readonly retry: RetryConfig
+  /** null: the route does not cache. */
+  readonly cache: CacheConfig | null
+}
+
+export interface CacheConfig {
+  /** null: only what RFC 9111 allows is stored. */
+  readonly ttlMs: number | null
+  readonly maxObjectSizeBytes: number
+  readonly staleWhileRevalidateMs: number
+  readonly staleIfErrorMs: number
+  /** Lower-case header names. */
+  readonly vary: readonly string[]
+  /** null: no in-process tier in front of Redis. */
+  readonly memory: { readonly maxEntries: number, readonly ttlMs: number } | null
+}
+
+export interface RedisConfig {
+  /** Exactly one of `url` and `cluster` is set. */
+  readonly url: string | null
+  readonly cluster: readonly string[] | null
+  readonly keyPrefix: string
+  readonly connectTimeoutMs: number
+  readonly commandTimeoutMs: number
 }
 
 export interface BreakerConfig {
@@ -217,5 +272,7 @@ export interface GatewayConfig {
   readonly source: string
   readonly server: ServerConfig
   readonly management: ManagementConfig
+  /** null: each process caches in memory. */
+  readonly redis: RedisConfig | null
   readonly routes: readonly RouteConfig[]
 }

@@ -22,7 +22,7 @@ export interface ProblemContext {
 
 export function problemFor (code: ErrorCode, detail: string, context: ProblemContext = {}): Problem {
   const spec = ERROR_TABLE[code]
-  const problem: Problem = {
+  const problem: { -readonly [K in keyof Problem]: Problem[K] } = {
     // A URN rather than a URL: the type identifies the problem and is stable, with nothing to dereference.
     type: `urn:breakwater:problem:${code}`,
     title: spec.title,
@@ -30,11 +30,10 @@ export function problemFor (code: ErrorCode, detail: string, context: ProblemCon
     detail,
     code
   }
-  return {
-    ...problem,
-    ...(context.route === undefined ? {} : { route: context.route }),
-    ...(context.requestId === undefined ? {} : { requestId: context.requestId })
-  }
+  // Assigned, not spread: this runs for every refusal, an open breaker's fast-fail included.
+  if (context.route !== undefined) problem.route = context.route
+  if (context.requestId !== undefined) problem.requestId = context.requestId
+  return problem
 }
 
 /**

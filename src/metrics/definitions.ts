@@ -18,6 +18,19 @@ export interface MetricDefinition {
  */
 export const LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const
 
+/** Cache store operation buckets in seconds: a memory lookup is microseconds, a Redis round trip about a millisecond, and past the command timeout (100 ms by default) the cache is bypassed. */
+export const CACHE_OPERATION_BUCKETS_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1] as const
+
+/** `operation` of cache_operation_latency_seconds and cache_errors_total. */
+export const CACHE_OPERATIONS = ['get', 'set', 'delete'] as const
+export type CacheOperation = typeof CACHE_OPERATIONS[number]
+/** `store` of cache_operation_latency_seconds. */
+export const CACHE_STORES = ['memory', 'redis'] as const
+export type CacheStoreKind = typeof CACHE_STORES[number]
+/** `reason` of cache_stale_served_total: stale-while-revalidate, the upstream failed, the breaker is open. */
+export const STALE_REASONS = ['swr', 'error', 'breaker'] as const
+export type StaleReason = typeof STALE_REASONS[number]
+
 /** Spring's `outcome` tag (org.springframework.boot.actuate.metrics.http.Outcome). */
 export const OUTCOMES = ['INFORMATIONAL', 'SUCCESS', 'REDIRECTION', 'CLIENT_ERROR', 'SERVER_ERROR', 'UNKNOWN'] as const
 export type Outcome = typeof OUTCOMES[number]
@@ -96,6 +109,44 @@ export const METRICS = {
     help: 'The number of calls, by whether they succeeded and whether they were retried',
     type: 'counter',
     labelNames: ['name', 'kind']
+  },
+  // The original sprint plan's cache metrics, and the ones the cache issue adds.
+  cacheHits: {
+    name: 'cache_hits_total',
+    help: 'Requests answered from the cache (X-Cache HIT or REVALIDATED), by route',
+    type: 'counter',
+    labelNames: ['route']
+  },
+  cacheMisses: {
+    name: 'cache_misses_total',
+    help: 'Cacheable requests the cache could not answer, sent upstream (X-Cache MISS), by route',
+    type: 'counter',
+    labelNames: ['route']
+  },
+  cacheOperationLatency: {
+    name: 'cache_operation_latency_seconds',
+    help: 'Duration of cache store operations, by operation and store',
+    type: 'histogram',
+    labelNames: ['operation', 'store'],
+    buckets: CACHE_OPERATION_BUCKETS_SECONDS
+  },
+  cacheStaleServed: {
+    name: 'cache_stale_served_total',
+    help: 'Stale entries served (X-Cache STALE), by route and reason: swr, error, breaker',
+    type: 'counter',
+    labelNames: ['route', 'reason']
+  },
+  cacheBypass: {
+    name: 'cache_bypass_total',
+    help: 'Requests on a caching route that bypassed the cache (X-Cache BYPASS), by route and reason',
+    type: 'counter',
+    labelNames: ['route', 'reason']
+  },
+  cacheErrors: {
+    name: 'cache_errors_total',
+    help: 'Cache store operations that failed or timed out, by operation',
+    type: 'counter',
+    labelNames: ['operation']
   }
 } as const satisfies Record<string, MetricDefinition>
 

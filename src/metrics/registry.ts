@@ -6,7 +6,8 @@ import {
 import type { BreakerSnapshot } from '../resilience/types.js'
 import { BREAKER_STATES } from '../resilience/types.js'
 import {
-  BREAKER_CALL_KINDS, METRICS, RETRY_CALL_KINDS, type BreakerCallKind, type MetricDefinition, type Outcome, type RetryCallKind
+  BREAKER_CALL_KINDS, CACHE_OPERATIONS, METRICS, RETRY_CALL_KINDS, type BreakerCallKind, type CacheOperation, type CacheStoreKind,
+  type MetricDefinition, type Outcome, type RetryCallKind, type StaleReason
 } from './definitions.js'
 
 /** The `uri` of a request that matched no route, as Spring tags an unmapped 404. */
@@ -77,6 +78,12 @@ export class GatewayMetrics {
   private readonly breakerCallsHistogram: Histogram<string>
   private readonly notPermitted: ChildCache<CounterChild>
   private readonly retryCalls: ChildCache<CounterChild>
+  private readonly cacheHits: ChildCache<CounterChild>
+  private readonly cacheMisses: ChildCache<CounterChild>
+  private readonly cacheOperations: ChildCache<HistogramChild>
+  private readonly cacheStale: ChildCache<CounterChild>
+  private readonly cacheBypass: ChildCache<CounterChild>
+  private readonly cacheErrors: ChildCache<CounterChild>
   /** Counter names as registered: prom-client strips `_total` from them while rendering OpenMetrics. */
   private readonly counterNames = new Map<{ name: string }, string>()
   private scrapes: Promise<unknown> = Promise.resolve()
@@ -85,17 +92,21 @@ export class GatewayMetrics {
     this.breakers = options.breakers ?? (() => [])
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry })
 
-    const transactions = this.counter(METRICS.transactions)
-    this.transactions = new ChildCache((values) => transactions.labels(...values))
+    this.transactions = this.counterCache(METRICS.transactions)
     const requests = this.histogram(METRICS.httpServerRequests)
     this.requests = new ChildCache((values) => requests.labels(...values))
     const breakerCalls = this.histogram(METRICS.breakerCalls)
     this.breakerCallsHistogram = breakerCalls
     this.breakerCalls = new ChildCache((values) => breakerCalls.labels(...values))
-    const notPermitted = this.counter(METRICS.breakerNotPermitted)
-    this.notPermitted = new ChildCache((values) => notPermitted.labels(...values))
-    const retryCalls = this.counter(METRICS.retryCalls)
-    this.retryCalls = new ChildCache((values) => retryCalls.labels(...values))
+    this.notPermitted = this.counterCache(METRICS.breakerNotPermitted)
+    this.retryCalls = this.counterCache(METRICS.retryCalls)
+    this.cacheHits = this.counterCache(METRICS.cacheHits)
+    this.cacheMisses = this.counterCache(METRICS.cacheMisses)
+    const cacheOperations = this.histogram(METRICS.cacheOperationLatency)
+    this.cacheOperations = new ChildCache((values) => cacheOperations.labels(...values))
+    this.cacheStale = this.counterCache(METRICS.cacheStaleServed)
+    this.cacheBypass = this.counterCache(METRICS.cacheBypass)
+    this.cacheErrors = this.counterCache(METRICS.cacheErrors)
 
     this.breakerGauge(METRICS.breakerState, (gauge, b) => {
       for (const state of BREAKER_STATES) gauge.set({ name: b.name, state: state.toLowerCase() }, b.state === state ? 1 : 0)
@@ -124,6 +135,39 @@ export class GatewayMetrics {
     for (const kind of BREAKER_CALL_KINDS) this.breakerCallsHistogram.zero({ name, kind })
     this.notPermitted.get([name, 'not_permitted']).inc(0)
     if (retries) for (const kind of RETRY_CALL_KINDS) this.retryCalls.get([name, kind]).inc(0)
+  }
+
+  /** Exports route `name`'s hit and miss series at zero before its first request, and the error series once. */
+  declareCache (route: string): void {
+    this.cacheHits.get([route]).inc(0)
+    this.cacheMisses.get([route]).inc(0)
+    for (const operation of CACHE_OPERATIONS) this.cacheErrors.get([operation]).inc(0)
+  }
+
+  /** A request answered from the cache: fresh, or after a 304 revalidation. */
+  countCacheHit (route: string): void {
+    this.cacheHits.get([route]).inc()
+  }
+
+  /** A cacheable request the cache could not answer. */
+  countCacheMiss (route: string): void {
+    this.cacheMisses.get([route]).inc()
+  }
+
+  /** A stale entry served instead of waiting for, or instead of, the upstream. */
+  countStaleServed (route: string, reason: StaleReason): void {
+    this.cacheStale.get([route, reason]).inc()
+  }
+
+  /** A request on a caching route that went past the cache, and why. */
+  countCacheBypass (route: string, reason: string): void {
+    this.cacheBypass.get([route, reason]).inc()
+  }
+
+  /** One store operation; with `failed`, it is counted in cache_errors_total too. */
+  observeCacheOperation (operation: CacheOperation, store: CacheStoreKind, seconds: number, failed: boolean): void {
+    this.cacheOperations.get([operation, store]).observe(seconds)
+    if (failed) this.cacheErrors.get([operation]).inc()
   }
 
   /** Replaces the breakers reported (the resilience registry, once it is built). */
@@ -176,6 +220,11 @@ export class GatewayMetrics {
       this.registry.setContentType(prometheusContentType)
       for (const [metric, name] of this.counterNames) metric.name = name
     }
+  }
+
+  private counterCache (def: MetricDefinition): ChildCache<CounterChild> {
+    const counter = this.counter(def)
+    return new ChildCache((values) => counter.labels(...values))
   }
 
   private counter (def: MetricDefinition): Counter<string> {

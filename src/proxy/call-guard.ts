@@ -17,6 +17,8 @@ export type GuardOutcome = 'success' | 'failure' | 'ignored'
 /** Method syntax on purpose: a breaker whose permits carry more than `permitted` is still a guard. */
 export interface CallGuard {
   tryAcquire (): GuardPermit | GuardRefusal
+  /** Whether tryAcquire would refuse now, without taking a permit or counting anything. */
+  refuses (): boolean
   /** Exactly once per permit. */
   onResult (permit: GuardPermit, outcome: GuardOutcome, durationMs: number, errorMessage?: string): void
 }

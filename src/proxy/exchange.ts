@@ -4,17 +4,28 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { gatewayError, type GatewayError } from '../core/index.js'
-import { clientResponseHeaders } from './headers.js'
+import { clientResponseHeaders, type OutgoingHeaders } from './headers.js'
 import { translateUpstreamError } from './upstream-errors.js'
 
 type Controller = Dispatcher.DispatchController
 
+/** An upstream answer as relayed to the client, kept whole for the caller (`captureUpToBytes`). */
+export interface CapturedResponse {
+  readonly status: number
+  /** The upstream's headers without hop-by-hop fields, before the gateway added its own. */
+  readonly headers: OutgoingHeaders
+  readonly body: Buffer
+}
+
 /** How an exchange ended. */
 export type ExchangeResult =
-  /** The upstream's answer, relayed to the client in full. */
-  | { readonly kind: 'response', readonly status: number, readonly durationMs: number }
-  /** The upstream's answer, held back from the client because `holdBack` asked for it: the caller retries. */
-  | { readonly kind: 'held', readonly status: number, readonly retryAfter: string | undefined, readonly durationMs: number }
+  /**
+   * The upstream's answer, relayed to the client in full; `captured` when `captureUpToBytes` was asked for and the
+   * body fitted.
+   */
+  | { readonly kind: 'response', readonly status: number, readonly captured: CapturedResponse | null, readonly durationMs: number }
+  /** The upstream's answer, held back from the client because `holdBack` asked for it: the caller answers or retries. */
+  | { readonly kind: 'held', readonly status: number, readonly headers: OutgoingHeaders, readonly retryAfter: string | undefined, readonly durationMs: number }
   /** The exchange failed; unless `answered` (the client's response was under way and has been cut), the caller answers. */
   | { readonly kind: 'failed', readonly error: GatewayError, readonly answered: boolean, readonly durationMs: number }
   /** The client left first. */
@@ -27,6 +38,8 @@ export interface ExchangeHooks {
   readonly holdBack?: (status: number) => boolean
   /** Hears exactly once how the exchange ended. */
   readonly onDone: (result: ExchangeResult) => void
+  /** Keep a copy of an answer whose body is at most this many bytes, for the caller (the cache). Default: none. */
+  readonly captureUpToBytes?: number
 }
 
 /**
@@ -45,6 +58,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #settled = false
   #streaming = false
   #status = 0
+  /** The answer's headers and body so far, while it is being captured and still fits. */
+  #capture: { headers: OutgoingHeaders, chunks: Buffer[], bytes: number } | null = null
   readonly #startedAt = performance.now()
   readonly #hooks: ExchangeHooks
 
@@ -75,7 +90,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return
     if (this.#hooks.holdBack?.(statusCode) === true) {
       const retryAfter = headers['retry-after']
-      this.#settle({ kind: 'held', status: statusCode, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter })
+      this.#settle({
+        kind: 'held', status: statusCode, headers: clientResponseHeaders(headers), retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter
+      })
       // The held answer's body is of no use; closing its connection is cheaper than reading it.
       controller.abort(new Error('answer held back for a retry'))
       return
@@ -88,6 +105,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     reply.hijack()
     this.#streaming = true
     const outgoing = clientResponseHeaders(headers)
+    const limit = this.#hooks.captureUpToBytes
+    if (limit !== undefined && !(Number(headers['content-length']) > limit)) this.#capture = { headers: { ...outgoing }, chunks: [], bytes: 0 }
     // Headers set by the gateway's hooks (X-Request-Id, ...) ride along.
     const own = reply.getHeaders()
     for (const name in own) outgoing[name] = own[name] as string | string[]
@@ -97,6 +116,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onResponseData (controller: Controller, chunk: Buffer): void {
     if (this.#settled) return
     this.#timer?.refresh()
+    const capture = this.#capture
+    if (capture !== null) {
+      capture.bytes += chunk.length
+      if (capture.bytes > (this.#hooks.captureUpToBytes as number)) this.#capture = null
+      else capture.chunks.push(chunk)
+    }
     const res = this.#reply.raw
     if (!res.write(chunk)) {
       // Backpressure: undici stops reading the upstream socket until the client's has drained.
@@ -107,7 +132,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd (): void {
     if (this.#settled) return
-    this.#settle({ kind: 'response', status: this.#status })
+    const capture = this.#capture
+    const captured = capture === null ? null : { status: this.#status, headers: capture.headers, body: Buffer.concat(capture.chunks, capture.bytes) }
+    this.#settle({ kind: 'response', status: this.#status, captured })
     this.#reply.raw.end()
   }
 

@@ -1,14 +1,14 @@
 // Forwarding for one route: its upstream pools (round robin, keep-alive), streamed bodies both ways, WebSocket tunnels.
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/index.js'
-import { gatewayError, type ErrorCode } from '../core/index.js'
-import { upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
-import { failureOf, outcomeOf, type CallGuard, type RetryPolicy } from './call-guard.js'
-import { Exchange, type ExchangeResult } from './exchange.js'
+import { gatewayError, PROBLEM_CONTENT_TYPE, problemFor, type ErrorCode } from '../core/index.js'
+import { clientResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
+import { failureOf, outcomeOf, type CallGuard, type GuardRefusal, type RetryPolicy } from './call-guard.js'
+import { Exchange, type CapturedResponse, type ExchangeResult } from './exchange.js'
 import { translateUpstreamError } from './upstream-errors.js'
 
 interface Target {
@@ -28,10 +28,49 @@ interface Call {
   readonly attempt: number
   /** Extra attempts this request may make: 0 unless its method is idempotent and its body was not streamed. */
   readonly retries: number
+  readonly options: ForwardOptions
 }
+
+/** How a forward ended, as the caller of `forward` hears it. */
+export type ForwardEnd =
+  /** The upstream's answer was relayed in full; `captured` when it fitted `captureUpToBytes`. */
+  | { readonly kind: 'relayed', readonly status: number, readonly captured: CapturedResponse | null }
+  /** The answer `holdBack` held: nothing was sent, the caller must answer the client. */
+  | { readonly kind: 'held', readonly status: number, readonly headers: OutgoingHeaders }
+  /** No usable answer (after any retries): unless `answered` (the relayed answer was cut), the caller may answer instead of the error. */
+  | { readonly kind: 'failed', readonly error: Error, readonly answered: boolean }
+  /** The client left first. */
+  | { readonly kind: 'abandoned' }
+  /** The breaker refused the call: the caller may answer instead of the refusal. */
+  | { readonly kind: 'refused', readonly retryAfterMs: number }
+
+/** What a caller (the cache) asks of one forward. */
+export interface ForwardOptions {
+  /** Request headers set upstream for this request, over the client's (a revalidation's validators); null removes one. */
+  readonly headers?: Readonly<Record<string, string | null>>
+  /** Hand back a copy of the relayed answer when its body is at most this many bytes. */
+  readonly captureUpToBytes?: number
+  /** Asked about the final answer's status, once no retry is left for it: true holds it back from the client. */
+  readonly holdBack?: (status: number) => boolean
+  /** Hears how the forward ended, exactly once; true: the caller has answered the client. */
+  readonly onEnd?: (end: ForwardEnd) => boolean
+}
+
+const NO_OPTIONS: ForwardOptions = {}
 
 /** Answers the request with the gateway's problem `code`. */
 export type ProblemAnswer = (reply: FastifyReply, code: ErrorCode, detail: string) => void
+
+/** How `refuseEarly` answered: the status, and the problem's code (null for the route's fallback). */
+export interface EarlyRefusal {
+  readonly requestId: string
+  readonly status: number
+  readonly code: ErrorCode | null
+}
+
+const CIRCUIT_OPEN: ErrorCode = 'BW_ERR_UPSTREAM_CIRCUIT_OPEN'
+/** What Fastify makes of PROBLEM_CONTENT_TYPE on a string body; the early answer says the same. */
+const PROBLEM_CONTENT_TYPE_UTF8 = `${PROBLEM_CONTENT_TYPE}; charset=utf-8`
 
 /** What a refused Upgrade answers with; the caller writes it to the raw socket. */
 export type UpgradeRefusal = (err: Error) => void
@@ -68,7 +107,7 @@ export class RouteForwarder {
   }
 
   /** Forwards the request to the next upstream and streams the answer back; failures become 502/504 problems. */
-  forward (request: FastifyRequest, reply: FastifyReply, upstreamPath: string): void {
+  forward (request: FastifyRequest, reply: FastifyReply, upstreamPath: string, options: ForwardOptions = NO_OPTIONS): void {
     const raw = request.raw
     const route = this.route
     const length = raw.headers['content-length']
@@ -85,7 +124,7 @@ export class RouteForwarder {
 
     const retry = this.#retry
     const retries = body === null && retry !== null && retry.appliesTo(raw.method as string) ? retry.retries : 0
-    this.#attempt({ request, reply, upstreamPath, body, attempt: 0, retries })
+    this.#attempt({ request, reply, upstreamPath, body, attempt: 0, retries, options })
   }
 
   /** One attempt through the breaker; a retryable failure schedules the next, the last one answers the client. */
@@ -97,13 +136,13 @@ export class RouteForwarder {
     if (permit !== null && !permit.permitted) {
       // Never retried once open: the refusal is the answer.
       this.#retry?.onOutcome?.(false, call.attempt > 0)
-      this.#refuse(reply, permit.retryAfterMs)
+      if (call.options.onEnd?.({ kind: 'refused', retryAfterMs: permit.retryAfterMs }) !== true) this.#refuse(reply, permit.retryAfterMs)
       return
     }
     const target = this.#pick()
-    const retry = this.#retry
     const exchange = new Exchange(reply, target.origin, route.timeoutMs, {
-      holdBack: retry !== null && call.attempt < call.retries ? (status) => retry.retryable({ status }) : undefined,
+      holdBack: this.#holdBack(call),
+      captureUpToBytes: call.options.captureUpToBytes,
       onDone: (result) => {
         if (guard !== null && permit !== null) {
           const { outcome, message } = outcomeOf(result, route)
@@ -115,7 +154,7 @@ export class RouteForwarder {
     target.pool.dispatch({
       path: call.upstreamPath,
       method: request.raw.method as Dispatcher.HttpMethod,
-      headers: this.#headersFor(request.raw, request.id, target),
+      headers: this.#headersFor(request.raw, request.id, target, call.options.headers),
       body,
       headersTimeout: route.timeoutMs,
       bodyTimeout: route.timeoutMs
@@ -124,18 +163,36 @@ export class RouteForwarder {
     else request.raw.once('end', () => { exchange.armTimeout() })
   }
 
+  /** Holds an answer back for a retry while attempts are left, otherwise as the caller asks. */
+  #holdBack (call: Call): ((status: number) => boolean) | undefined {
+    const retry = this.#retry
+    const forRetry = retry !== null && call.attempt < call.retries
+    const forCaller = call.options.holdBack
+    if (!forRetry) return forCaller
+    return (status) => retry.retryable({ status }) || forCaller?.(status) === true
+  }
+
   #afterAttempt (call: Call, result: ExchangeResult): void {
     const retry = this.#retry
     const retried = call.attempt > 0
+    const onEnd = call.options.onEnd
     switch (result.kind) {
       case 'abandoned':
+        onEnd?.({ kind: 'abandoned' })
         return
       case 'response':
         // For the retry counts, a relayed 5xx is a failed call; anything else the upstream answered succeeded.
         retry?.onOutcome?.(result.status < 500, retried)
+        onEnd?.({ kind: 'relayed', status: result.status, captured: result.captured })
         return
       case 'held':
-        this.#retryLater(call, (retry as RetryPolicy).delayMs(call.attempt, result.retryAfter))
+        if (retry !== null && call.attempt < call.retries && retry.retryable({ status: result.status })) {
+          this.#retryLater(call, retry.delayMs(call.attempt, result.retryAfter))
+          return
+        }
+        // Held for the caller, who answers the client.
+        retry?.onOutcome?.(result.status < 500, retried)
+        onEnd?.({ kind: 'held', status: result.status, headers: result.headers })
         return
       case 'failed':
         if (!result.answered && retry !== null && call.attempt < call.retries && retry.retryable(failureOf(result.error.code))) {
@@ -143,14 +200,17 @@ export class RouteForwarder {
           return
         }
         retry?.onOutcome?.(false, retried)
-        if (!result.answered) call.reply.send(result.error)
+        if (onEnd?.({ kind: 'failed', error: result.error, answered: result.answered }) !== true && !result.answered) call.reply.send(result.error)
     }
   }
 
   #retryLater (call: Call, delayMs: number): void {
     const res = call.reply.raw
     // A client that leaves during the wait gets nothing more, and the upstream no further attempt.
-    const onClose = (): void => { clearTimeout(timer) }
+    const onClose = (): void => {
+      clearTimeout(timer)
+      call.options.onEnd?.({ kind: 'abandoned' })
+    }
     const timer = setTimeout(() => {
       res.removeListener('close', onClose)
       this.#attempt({ ...call, attempt: call.attempt + 1 })
@@ -158,9 +218,63 @@ export class RouteForwarder {
     res.once('close', onClose)
   }
 
+  /**
+   * A request of the gateway's own on behalf of `req` (a background refresh), through the breaker and round robin,
+   * its answer read whole. Rejects when the breaker refuses, the upstream fails or times out, or the body exceeds
+   * `maxBytes`; a status is an answer, whatever it is (the breaker counts it as any other).
+   */
+  async fetch (req: IncomingMessage, requestId: string, upstreamPath: string, headers: Readonly<Record<string, string | null>>, maxBytes: number): Promise<CapturedResponse> {
+    const guard = this.#guard
+    const permit = guard?.tryAcquire() ?? null
+    if (permit !== null && !permit.permitted) {
+      throw gatewayError(CIRCUIT_OPEN, this.#openDetail(retryAfterSeconds(permit.retryAfterMs)))
+    }
+    const target = this.#pick()
+    const route = this.route
+    const started = performance.now()
+    const settle = (outcome: 'success' | 'failure', message?: string): void => {
+      if (guard !== null && permit !== null) guard.onResult(permit, outcome, performance.now() - started, message)
+    }
+    let answer: Dispatcher.ResponseData
+    try {
+      answer = await target.pool.request({
+        path: upstreamPath,
+        method: 'GET',
+        headers: this.#headersFor(req, requestId, target, headers),
+        headersTimeout: route.timeoutMs,
+        bodyTimeout: route.timeoutMs
+      })
+    } catch (err) {
+      const error = translateUpstreamError(err as Error, target.origin, route.timeoutMs)
+      settle('failure', error.message)
+      throw error
+    }
+    const status = answer.statusCode
+    const failed = route.breaker.failureStatuses.includes(status)
+    const chunks: Buffer[] = []
+    let bytes = 0
+    try {
+      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+        bytes += chunk.length
+        if (bytes > maxBytes) {
+          answer.body.destroy()
+          break
+        }
+        chunks.push(chunk)
+      }
+    } catch (err) {
+      const error = translateUpstreamError(err as Error, target.origin, route.timeoutMs)
+      settle('failure', error.message)
+      throw error
+    }
+    settle(failed ? 'failure' : 'success', failed ? `upstream answered ${status}` : undefined)
+    if (bytes > maxBytes) throw new Error(`the answer exceeds ${maxBytes} bytes`)
+    return { status, headers: clientResponseHeaders(answer.headers), body: Buffer.concat(chunks, bytes) }
+  }
+
   /** The answer while the breaker refuses: the route's fallback, or 503 problem+json; both say when to come back. */
   #refuse (reply: FastifyReply, retryAfterMs: number): void {
-    const retryAfter = String(Math.max(1, Math.ceil(retryAfterMs / 1000)))
+    const retryAfter = retryAfterSeconds(retryAfterMs)
     reply.header('retry-after', retryAfter)
     const fallback = this.route.breaker.fallback
     if (fallback !== null) {
@@ -169,7 +283,51 @@ export class RouteForwarder {
       return
     }
     // Answered directly, not thrown through the error handler: a fast-fail is the point of an open breaker.
-    this.#answerProblem(reply, 'BW_ERR_UPSTREAM_CIRCUIT_OPEN', `the circuit breaker of route ${this.route.id} is open; retry in ${retryAfter} s`)
+    this.#answerProblem(reply, CIRCUIT_OPEN, this.#openDetail(retryAfter))
+  }
+
+  /**
+   * The fast-fail path, for a request no framework has touched yet: when the breaker refuses now, answers `res` at
+   * once with what #refuse would send and says how; otherwise changes nothing (not even the request's id, which
+   * `requestIdOf` makes only for an answer) and returns null.
+   */
+  refuseEarly (req: IncomingMessage, res: ServerResponse, requestIdOf: (req: IncomingMessage) => string): EarlyRefusal | null {
+    const retryAfterMs = this.tryRefuse()
+    if (retryAfterMs === null) return null
+    const requestId = requestIdOf(req)
+    const retryAfter = retryAfterSeconds(retryAfterMs)
+    const fallback = this.route.breaker.fallback
+    if (fallback !== null) {
+      const body = this.#fallbackBody
+      res.writeHead(fallback.status, [
+        'x-request-id', requestId, 'retry-after', retryAfter, 'content-type', fallback.contentType, 'content-length', String(body.length)
+      ])
+      res.end(body)
+      return { requestId, status: fallback.status, code: null }
+    }
+    const problem = problemFor(CIRCUIT_OPEN, this.#openDetail(retryAfter), { route: this.route.id, requestId })
+    const body = JSON.stringify(problem)
+    res.writeHead(problem.status, [
+      'x-request-id', requestId, 'retry-after', retryAfter, 'content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(body))
+    ])
+    res.end(body)
+    return { requestId, status: problem.status, code: CIRCUIT_OPEN }
+  }
+
+  /**
+   * When the breaker refuses a call now: records the refusal (as a call it did not permit) and returns the ms until
+   * it may permit one; otherwise changes nothing and returns null. For answers given without a call: the early
+   * refusal, a stale cached answer in place of one.
+   */
+  tryRefuse (): number | null {
+    const guard = this.#guard
+    if (guard === null || !guard.refuses()) return null
+    this.#retry?.onOutcome?.(false, false)
+    return (guard.tryAcquire() as GuardRefusal).retryAfterMs
+  }
+
+  #openDetail (retryAfter: string): string {
+    return `the circuit breaker of route ${this.route.id} is open; retry in ${retryAfter} s`
   }
 
   /** Tunnels a WebSocket Upgrade to the next upstream; `refuse` answers the client when that fails. */
@@ -221,8 +379,8 @@ export class RouteForwarder {
     return target
   }
 
-  #headersFor (req: IncomingMessage, requestId: string, target: Target): OutgoingHeaders {
-    return upstreamRequestHeaders(req.headers, {
+  #headersFor (req: IncomingMessage, requestId: string, target: Target, extra?: Readonly<Record<string, string | null>>): OutgoingHeaders {
+    const headers = upstreamRequestHeaders(req.headers, {
       upstreamHost: target.host,
       requestId,
       clientAddress: req.socket.remoteAddress ?? '',
@@ -230,7 +388,20 @@ export class RouteForwarder {
       trustProxy: this.#trustProxy,
       extra: this.route.headers
     })
+    if (extra !== undefined) {
+      for (const name in extra) {
+        const value = extra[name]
+        if (value === null || value === undefined) delete headers[name]
+        else headers[name] = value
+      }
+    }
+    return headers
   }
+}
+
+/** Retry-After in whole seconds, at least 1: a client told 0 would come straight back. */
+function retryAfterSeconds (retryAfterMs: number): string {
+  return String(Math.max(1, Math.ceil(retryAfterMs / 1000)))
 }
 
 function tooLarge (route: RouteConfig): Error {

@@ -141,6 +141,20 @@ export class CircuitBreaker {
   }
 
   /**
+   * Whether `tryAcquire` would refuse a call now. Changes nothing and records nothing, so a caller may ask before it
+   * has anything to hand a permit to (the gateway's fast-fail path asks before any per-request work).
+   */
+  refuses (): boolean {
+    const state = this.#state
+    switch (state.name) {
+      case 'OPEN': return this.#now() < state.retryAt
+      case 'HALF_OPEN': return state.permitsLeft === 0
+      case 'FORCED_OPEN': return true
+      default: return false
+    }
+  }
+
+  /**
    * Records how a permitted call went. Only the first call per permit counts; a permit from another breaker is ignored.
    * @param durationMs how long the call took, for the slow-call rule and the calls histogram
    * @param errorMessage shown in the ERROR event

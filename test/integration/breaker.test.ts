@@ -37,6 +37,16 @@ const get = async (url: string, init: Parameters<typeof request>[1] = {}): Promi
   return { status: res.statusCode, headers: res.headers, body: await res.body.text() }
 }
 
+/** A gateway whose log lines (at `level` and above) the test reads. */
+async function startLoggedGateway (t: Test, level: string, yaml: string): Promise<{ url: string, lines: Array<Record<string, unknown>> }> {
+  const lines: Array<Record<string, unknown>> = []
+  const logger = pino({ level }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  const app = await buildServer(parseConfig(yaml, 'test.yaml', {}), { logger })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, lines }
+}
+
 t.test('opens after exactly failureThreshold consecutive failures; while open the upstream sees nothing', async (t) => {
   const origin = await flakyUpstream(t)
   const gw = await startGateway(t, `
@@ -330,19 +340,13 @@ routes:
 
 t.test('every state change is logged once, with route, from, to and reason', async (t) => {
   const origin = await flakyUpstream(t)
-  const lines: Array<Record<string, unknown>> = []
-  const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
-  const config = parseConfig(`
+  const { url, lines } = await startLoggedGateway(t, 'warn', `
 routes:
   - id: catalog
     prefix: /
     upstream: ${origin.url}
     breaker: {failureThreshold: 2}
-`, 'test.yaml', {})
-  const app = await buildServer(config, { logger })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+`)
   origin.mode('fail')
   for (let i = 0; i < 4; i++) await get(`${url}/x`)
   const transitions = lines.filter((line) => line.from !== undefined)
@@ -378,4 +382,71 @@ routes:
   t.equal((await get(`${gw.url}/x`)).status, 200)
   const capped = (arrivals[3] as number) - (arrivals[2] as number)
   t.ok(capped >= 1450 && capped < 3_000, `an hour is capped at maxBackoff (${capped} ms)`)
+})
+
+t.test('the fast-fail answer of an open breaker is counted, logged and shaped like every other answer', async (t) => {
+  const origin = await flakyUpstream(t)
+  const { url, lines } = await startLoggedGateway(t, 'info', `
+routes:
+  - id: catalog
+    prefix: /api/catalog
+    upstream: ${origin.url}
+    retry: {retries: 1, backoff: 1ms, maxBackoff: 5ms}
+    breaker: {failureThreshold: 1}
+`)
+  origin.mode('fail')
+  t.equal((await get(`${url}/api/catalog/x`, { method: 'POST', body: 'a' })).status, 500, 'the failure that opens it (POST: not retried)')
+
+  const open = await get(`${url}/api/catalog/x?q=1`, { headers: { 'x-request-id': 'fast-fail-1' } })
+  const notFound = await get(`${url}/elsewhere`)
+  t.equal(open.status, 503)
+  t.equal(open.headers['content-type'], notFound.headers['content-type'], 'the same problem content type as the gateway\'s other answers')
+  t.equal(open.headers['x-request-id'], 'fast-fail-1', 'the client\'s request id is echoed')
+  t.equal(Number(open.headers['content-length']), Buffer.byteLength(open.body))
+  t.same(JSON.parse(open.body), {
+    type: 'urn:breakwater:problem:BW_ERR_UPSTREAM_CIRCUIT_OPEN',
+    title: 'Circuit breaker open',
+    status: 503,
+    detail: `the circuit breaker of route catalog is open; retry in ${String(open.headers['retry-after'])} s`,
+    code: 'BW_ERR_UPSTREAM_CIRCUIT_OPEN',
+    route: 'catalog',
+    requestId: 'fast-fail-1'
+  })
+
+  const head = await get(`${url}/api/catalog/x`, { method: 'HEAD', headers: { 'x-request-id': 'fast-fail-2' } })
+  t.equal(head.status, 503)
+  t.equal(head.body, '', 'a HEAD gets the headers only')
+  t.equal(head.headers['content-length'], open.headers['content-length'], 'the length of the body a GET gets')
+
+  const line = lines.find((l) => l.requestId === 'fast-fail-1')
+  t.match(line, { msg: 'request', route: 'catalog', method: 'GET', url: '/api/catalog/x?q=1', status: 503, durationMs: Number }, 'one access-log line')
+
+  const metrics = parsePrometheus((await get(`${url}/actuator/prometheus`)).body)
+  t.equal(valueOf(metrics, 'transactions_total', { route: 'catalog', method: 'GET', status: '503' }), 1)
+  t.equal(valueOf(metrics, 'http_server_requests_seconds_count', {
+    method: 'GET', uri: '/api/catalog', status: '503', outcome: 'SERVER_ERROR', exception: 'BW_ERR_UPSTREAM_CIRCUIT_OPEN'
+  }), 1)
+  t.equal(valueOf(metrics, 'resilience4j_circuitbreaker_not_permitted_calls_total', { name: 'catalog', kind: 'not_permitted' }), 2)
+  t.equal(valueOf(metrics, 'resilience4j_retry_calls_total', { name: 'catalog', kind: 'failed_without_retry' }), 3, 'the POST and both refusals')
+})
+
+t.test('a retry that finds the breaker opened meanwhile gets the fallback', async (t) => {
+  const origin = await flakyUpstream(t)
+  const gw = await startGateway(t, `
+routes:
+  - id: catalog
+    prefix: /
+    upstream: ${origin.url}
+    retry: {retries: 3, backoff: 1ms, maxBackoff: 5ms, on: [500]}
+    breaker:
+      failureThreshold: 2
+      fallback: {status: 200, contentType: text/plain, body: cached-ish}
+`)
+  origin.mode('fail')
+  const res = await get(`${gw.url}/x`)
+  t.equal(res.status, 200)
+  t.equal(res.headers['content-type'], 'text/plain')
+  t.equal(res.body, 'cached-ish')
+  t.ok(Number(res.headers['retry-after']) > 0)
+  t.equal(origin.received.length, 2, 'two attempts, then the fallback')
 })

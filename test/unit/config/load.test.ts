@@ -45,6 +45,7 @@ t.test('an empty file (or only comments) gives the built-in defaults', async (t)
       accessLog: true
     },
     management: { token: null, port: null, host: '0.0.0.0' },
+    redis: null,
     routes: []
   }
   t.same(load(''), expected)
@@ -80,14 +81,14 @@ server:
 defaults:
   timeout: 5s
   retries: 3
-`), ['gw.yaml:3:3 defaults.retries: unknown key (known keys: methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry)'])
+`), ['gw.yaml:3:3 defaults.retries: unknown key (known keys: methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache)'])
   t.same(errorsOf(route('    timeuot: 2s')), [
-    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry)'
+    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache)'
   ])
   t.same(errorsOf(`
 servers:
   port: 8080
-`), ['gw.yaml:1:1 servers: unknown key (known keys: server, management, defaults, routes)'])
+`), ['gw.yaml:1:1 servers: unknown key (known keys: server, management, redis, defaults, routes)'])
 })
 
 t.test('a value of the wrong type names what was expected', async (t) => {
@@ -659,4 +660,63 @@ management:
 `
   t.same(parseConfig(text, 'gw.yaml', { BREAKWATER_ADMIN_TOKEN: 's3cret' }).management, { token: 's3cret', port: 9090, host: '0.0.0.0' })
   t.same(parseConfig(text, 'gw.yaml', {}).management, { token: null, port: 9090, host: '0.0.0.0' })
+})
+
+t.test('redis: a standalone URL or cluster nodes, with defaults; BREAKWATER_REDIS_URL when the file has none', async (t) => {
+  t.same(load('redis:\n  url: redis://:secret@127.0.0.1:6380\n').redis, {
+    url: 'redis://:secret@127.0.0.1:6380', cluster: null, keyPrefix: 'bw:', connectTimeoutMs: 1000, commandTimeoutMs: 100
+  })
+  t.same(load('redis:\n  cluster: [redis://127.0.0.1:7001, redis://127.0.0.1:7002]\n  keyPrefix: "gw:"\n  commandTimeout: 50ms\n').redis, {
+    url: null, cluster: ['redis://127.0.0.1:7001', 'redis://127.0.0.1:7002'], keyPrefix: 'gw:', connectTimeoutMs: 1000, commandTimeoutMs: 50
+  })
+  t.match(load('', { BREAKWATER_REDIS_URL: 'rediss://cache.internal:6379' }).redis, { url: 'rediss://cache.internal:6379', cluster: null })
+  t.equal(load('', { BREAKWATER_REDIS_URL: '' }).redis, null, 'an empty variable is unset')
+  t.match(load('redis:\n  url: redis://127.0.0.1:1\n', { BREAKWATER_REDIS_URL: 'redis://elsewhere:6379' }).redis, { url: 'redis://127.0.0.1:1' }, 'the file wins')
+})
+
+t.test('redis: errors name the key', async (t) => {
+  t.same(errorsOf('redis:\n  keyPrefix: x\n'), ['gw.yaml:2:3 redis: expected exactly one of url (standalone) and cluster (startup nodes)'])
+  t.same(errorsOf('redis:\n  url: redis://a:1\n  cluster: [redis://b:1]\n'), ['gw.yaml:2:3 redis: expected exactly one of url (standalone) and cluster (startup nodes)'])
+  t.same(errorsOf('redis:\n  url: http://127.0.0.1:6379\n'), ['gw.yaml:2:8 redis.url: expected a redis:// or rediss:// URL, got "http://127.0.0.1:6379"'])
+  t.same(errorsOf('redis:\n  cluster: [redis://a:1, nonsense]\n'), ['gw.yaml:2:26 redis.cluster[1]: expected a redis:// or rediss:// URL, got "nonsense"'])
+  t.same(errorsOf('redis:\n  url: redis://a:1\n  keyPrefix: "{bw}:"\n'), ['gw.yaml:3:14 redis.keyPrefix: expected a prefix without { or }, got "{bw}:"'])
+  t.same(errorsOf('', { BREAKWATER_REDIS_URL: 'localhost:6379' }), ['gw.yaml: BREAKWATER_REDIS_URL: expected a redis:// or rediss:// URL, got "localhost:6379"'])
+})
+
+t.test('cache: off unless set; defaults merged key by key; the route wins', async (t) => {
+  t.equal(load(route('')).routes[0]?.cache, null)
+  t.same(load(route('    cache: {}')).routes[0]?.cache, {
+    ttlMs: null, maxObjectSizeBytes: 1024 * 1024, staleWhileRevalidateMs: 0, staleIfErrorMs: 0, vary: [], memory: null
+  })
+  const config = load(`
+redis:
+  url: redis://127.0.0.1:6380
+defaults:
+  cache: {ttl: 60s, staleIfError: 5m, vary: [Accept-Language]}
+routes:
+  - id: a
+    prefix: /a
+    upstream: http://127.0.0.1:9001
+    cache: {ttl: 10s, maxObjectSize: 64kb, staleWhileRevalidate: 30s, memory: {maxEntries: 5}}
+  - id: b
+    prefix: /b
+    upstream: http://127.0.0.1:9001
+`)
+  t.same(config.routes.map((r) => r.cache), [
+    { ttlMs: 10_000, maxObjectSizeBytes: 64 * 1024, staleWhileRevalidateMs: 30_000, staleIfErrorMs: 300_000, vary: ['accept-language'], memory: { maxEntries: 5, ttlMs: 1000 } },
+    { ttlMs: 60_000, maxObjectSizeBytes: 1024 * 1024, staleWhileRevalidateMs: 0, staleIfErrorMs: 300_000, vary: ['accept-language'], memory: null }
+  ])
+})
+
+t.test('cache: errors name the key', async (t) => {
+  t.same(errorsOf(route('    cache: {ttl: soon, vary: [bad header]}')), [
+    'gw.yaml:5:18 routes[0].cache.ttl: expected a duration like 5s, got "soon"',
+    'gw.yaml:5:31 routes[0].cache.vary[0]: expected a header name (an RFC 9110 token), got "bad header"'
+  ])
+  t.same(errorsOf(route('    cache: {memory: {maxEntries: 10}}')), [
+    'gw.yaml:5:13 routes[0].cache.memory: an in-process tier needs a redis: block to sit in front of'
+  ])
+  t.same(errorsOf(route('    cache: {tll: 1s}')), [
+    'gw.yaml:5:13 routes[0].cache.tll: unknown key (known keys: ttl, maxObjectSize, staleWhileRevalidate, staleIfError, vary, memory)'
+  ])
 })

@@ -1,4 +1,4 @@
-// The metric names and labels are a public contract: exactly the names issue 3 gives, Resilience4j's and Spring's.
+// The metric names and labels are a public contract: exactly the names the issues give, Resilience4j's, Spring's and the sprint plan's.
 import t from 'tap'
 import { METRIC_DEFINITIONS, METRICS, LATENCY_BUCKETS_SECONDS } from '../../../src/metrics/index.js'
 
@@ -13,7 +13,13 @@ t.test('names, types and labels are exactly the contract', async (t) => {
     resilience4j_circuitbreaker_slow_calls: ['gauge', 'name', 'kind'],
     resilience4j_circuitbreaker_failure_rate: ['gauge', 'name'],
     resilience4j_circuitbreaker_slow_call_rate: ['gauge', 'name'],
-    resilience4j_retry_calls_total: ['counter', 'name', 'kind']
+    resilience4j_retry_calls_total: ['counter', 'name', 'kind'],
+    cache_hits_total: ['counter', 'route'],
+    cache_misses_total: ['counter', 'route'],
+    cache_operation_latency_seconds: ['histogram', 'operation', 'store'],
+    cache_stale_served_total: ['counter', 'route', 'reason'],
+    cache_bypass_total: ['counter', 'route', 'reason'],
+    cache_errors_total: ['counter', 'operation']
   })
 })
 
