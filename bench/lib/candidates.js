@@ -11,7 +11,7 @@ const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..')
  * @typedef {object} RunContext
  * @property {string} dir  the run's temp dir: configs and logs
  * @property {string} gatewayDir  the Breakwater checkout under test (its bin/ and dist/)
- * @property {{ nginx: string, wrk: string }} tools
+ * @property {{ nginx: string, wrk: string, redisServer: string }} tools
  * @property {readonly string[]} nodeArgs  extra node flags for Node candidates (profile.js adds --cpu-prof)
  * @property {(message: string) => void} log
  */
@@ -108,7 +108,8 @@ export function nodeFloor () {
  * @param {string} options.label
  * @param {Record<string, string | number | boolean>} [options.server]  extra `server:` keys, e.g. { accessLog: false }
  * @param {(services: Record<string, any>) => string} [options.routes]  the YAML of the `routes:` list
- * @param {string} [options.extraYaml]  more top-level config, e.g. a `management:` block
+ * @param {string | ((services: Record<string, any>) => string)} [options.extraYaml]  more top-level config, e.g. a
+ *   `management:` block, or a function of the services (a `redis:` block naming the scenario's redis-server)
  * @param {string} [options.readyPath]
  * @param {(url: string, ctx: RunContext) => Promise<void>} [options.afterStart]  run once the gateway is ready, before
  *   the probe and the warm-up: e.g. force a breaker open
@@ -129,7 +130,8 @@ export function breakwater (options) {
       const serverYaml = Object.entries({ host: '127.0.0.1', port, ...server }).map(([key, value]) => `  ${key}: ${value}`).join('\n')
       const routesYaml = routes?.(services) ?? `  - id: origin\n    prefix: /\n    upstream: ${services.origin.url}\n`
       const configFile = join(ctx.dir, `${id}.yaml`)
-      writeFileSync(configFile, `# Written by bench/lib/candidates.js for one bench run.\nserver:\n${serverYaml}\n${extraYaml}routes:\n${routesYaml}`)
+      const extra = typeof extraYaml === 'function' ? extraYaml(services) : extraYaml
+      writeFileSync(configFile, `# Written by bench/lib/candidates.js for one bench run.\nserver:\n${serverYaml}\n${extra}routes:\n${routesYaml}`)
       const dir = gatewayDir ?? ctx.gatewayDir
       const args = [join(dir, 'bin', 'breakwater.js'), 'start', '--config', configFile]
       const instance = await startNodeProxy({ ...ctx, gatewayDir: dir }, id.replace(/[^\w.-]/g, '_'), args, port, readyPath)

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os'
 import { delimiter, join } from 'node:path'
 
 /** Debian package of each tool. */
-const PACKAGES = /** @type {const} */ ({ nginx: 'nginx', wrk: 'wrk', taskset: 'util-linux' })
+const PACKAGES = /** @type {const} */ ({ nginx: 'nginx', wrk: 'wrk', taskset: 'util-linux', 'redis-server': 'redis-server' })
 
 /** nginx lives in /usr/sbin, which a non-root PATH often lacks. */
 function which (/** @type {string} */ tool) {
@@ -23,7 +23,7 @@ function which (/** @type {string} */ tool) {
 /**
  * Finds nginx, wrk and taskset; installs the missing ones with apt-get when running as root, otherwise says how.
  * @param {(message: string) => void} log
- * @returns {{ nginx: string, wrk: string, taskset: string }}
+ * @returns {{ nginx: string, wrk: string, taskset: string, redisServer: string }}
  */
 export function ensureTools (log) {
   let missing = Object.keys(PACKAGES).filter((tool) => which(tool) === null)
@@ -47,7 +47,8 @@ export function ensureTools (log) {
   return {
     nginx: /** @type {string} */ (which('nginx')),
     wrk: /** @type {string} */ (which('wrk')),
-    taskset: /** @type {string} */ (which('taskset'))
+    taskset: /** @type {string} */ (which('taskset')),
+    redisServer: /** @type {string} */ (which('redis-server'))
   }
 }
 

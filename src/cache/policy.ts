@@ -232,6 +232,35 @@ export function ageSeconds (entry: EntryHead, now: number): number {
   return at(now, () => Math.floor(ageOf(restore(entry))))
 }
 
+/** An entry's clock, computed once: `lookupDecision` and `ageSeconds` without restoring the policy per request. */
+export interface EntryFreshness {
+  /** Its age in seconds when stored (the upstream's Age): its age at `t` is this plus the seconds since `storedAt`. */
+  readonly ageAtStore: number
+  /**
+   * Until when (ms since the epoch) it is fresh for a request that brings nothing of its own to decide (no
+   * Cache-Control, Pragma or Authorization) when it has no Vary: then `lookupDecision` would say `fresh` before this.
+   * -Infinity when it varies, or is never fresh.
+   */
+  readonly plainFreshUntil: number
+}
+
+/** See EntryFreshness; age and freshness as `lookupDecision` computes them, at the time it was stored. */
+export function entryFreshness (entry: EntryHead, cfg: CachePolicyConfig): EntryFreshness {
+  return at(entry.storedAt, () => {
+    const policy = restore(entry)
+    const ageAtStore = ageOf(policy)
+    const lifetime = lifetimeSeconds(policy, entry, cfg)
+    const varies = varyNames(entry.headers).length > 0
+    return { ageAtStore, plainFreshUntil: varies || lifetime <= ageAtStore ? -Infinity : entry.storedAt + (lifetime - ageAtStore) * 1000 }
+  })
+}
+
+/** Whether `lookupDecision` needs nothing of `req` but the entry's freshness: no Cache-Control, Pragma or Authorization. */
+export function isPlainRequest (req: CacheRequest): boolean {
+  const headers = req.headers
+  return headers['cache-control'] === undefined && headers.pragma === undefined && headers.authorization === undefined
+}
+
 /**
  * The header fields of an answer from the entry: the stored ones (origin Date kept, RFC 9110 section 6.6.1) and Age
  * (RFC 9111 section 4: a cache must send it). http-cache-semantics' `responseHeaders()` is not used: it overwrites Date.

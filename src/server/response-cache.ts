@@ -2,9 +2,9 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import {
-  cacheKeys, conditionalMatch, decodeEntry, encodeEntry, lookupDecision, MemoryStore, notModifiedHeaders, RedisStore,
-  requestCacheability, responseHeaders, revalidated, routePrefix, storability, TieredStore,
-  type CacheEntry, type CacheKeys, type CacheStore, type RevalidationHeaders, type StoreHealth
+  cacheKeys, conditionalMatch, decodeEntry, encodeEntry, entryFreshness, fieldValue, hostOf, isPlainRequest, lookupDecision,
+  MemoryStore, notModifiedHeaders, RedisStore, requestCacheability, revalidated, routePrefix, storability, TieredStore,
+  type CacheEntry, type CacheKeys, type CacheStore, type EntryFreshness, type RevalidationHeaders, type StoreHealth
 } from '../cache/index.js'
 import {
   DEFAULT_MEMORY_STORE_ENTRIES, DEFAULT_REDIS_KEY_PREFIX, type CacheConfig, type GatewayConfig, type RedisConfig, type RouteConfig
@@ -62,6 +62,19 @@ export const INVALIDATION_TTL_MS = 24 * 3_600_000
  */
 const UNCONDITIONAL: Readonly<Record<string, null>> = { 'if-none-match': null, 'if-modified-since': null }
 
+/**
+ * Keys computed for this many distinct targets are remembered (two SHA-256 each), and the last entry decoded for as
+ * many keys; past it, a memo starts over.
+ */
+const KEY_MEMO_SIZE = 10_000
+
+/** What every answer from an entry needs, computed once per entry. */
+interface AnswerParts {
+  readonly freshness: EntryFreshness
+  /** The stored header fields as writeHead's flat list, without Age and Content-Length (set per answer). */
+  readonly fields: readonly string[]
+}
+
 /** How often a request that found another instance fetching its entry looks for the result. */
 const LOCK_POLL_MS = 20
 
@@ -84,6 +97,13 @@ export class RouteCache {
   readonly #inflight = new Map<string, Promise<CacheEntry | null>>()
   /** Entry keys refreshed in the background now: one refresh per key at a time. */
   readonly #refreshing = new Set<string>()
+  /**
+   * The last entry decoded for each key, with the bytes it came from: a hit whose bytes are the same (the memory
+   * store's very Buffer, or Redis's copy of it) decodes nothing and restores no policy. Bounded like the key memo.
+   */
+  readonly #decoded = new Map<string, { readonly value: Buffer, readonly entry: CacheEntry | null }>()
+  readonly #parts = new WeakMap<CacheEntry, AnswerParts>()
+  readonly #keys = new Map<string, CacheKeys>()
 
   constructor (route: RouteConfig, options: RouteCacheOptions) {
     if (route.cache === null) throw new Error(`expected route ${route.id} to have a cache block`)
@@ -105,7 +125,7 @@ export class RouteCache {
     const request = asCacheRequest(req)
     const cacheability = requestCacheability(request)
     if (!cacheability.cacheable) return { kind: 'bypass', reason: cacheability.reason }
-    const keys = cacheKeys(this.#keyPrefix, this.route.id, request, this.#config.vary)
+    const keys = this.#keysFor(request)
     let values: Array<Buffer | null>
     try {
       values = await this.#store.get([keys.entry, keys.invalidation])
@@ -114,14 +134,17 @@ export class RouteCache {
       return { kind: 'bypass', reason: 'store-error' }
     }
     const [value, marker] = values
-    const entry = value === null || value === undefined ? null : decodeEntry(value)
+    const entry = value === null || value === undefined ? null : this.#decode(keys.entry, value)
     if (entry === null) return { kind: 'miss', keys }
     if (marker !== null && marker !== undefined && Number(marker.toString()) >= entry.storedAt) {
       // Invalidated by a write since it was stored: gone for good.
       this.#store.delete([keys.entry]).catch((err: unknown) => { this.#events.failed(this.route.id, err) })
       return { kind: 'miss', keys }
     }
-    const decision = lookupDecision(entry, request, this.#config, this.#now())
+    const now = this.#now()
+    // The common hit, decided without restoring the policy: a plain request and an entry without Vary, still fresh.
+    if (isPlainRequest(request) && now < this.#partsOf(entry).freshness.plainFreshUntil) return { kind: 'fresh', keys, entry }
+    const decision = lookupDecision(entry, request, this.#config, now)
     switch (decision.kind) {
       case 'fresh': return { kind: 'fresh', keys, entry }
       case 'stale-while-revalidate': return { kind: 'stale-while-revalidate', keys, entry, validators: decision.revalidationHeaders }
@@ -226,7 +249,7 @@ export class RouteCache {
     const timeoutMs = this.route.timeoutMs
     const stored = async (): Promise<CacheEntry | null> => {
       const [value] = await this.#store.get([keys.entry])
-      const entry = value === null || value === undefined ? null : decodeEntry(value)
+      const entry = value === null || value === undefined ? null : this.#decode(keys.entry, value)
       return entry !== null && this.#answers(entry, req) ? entry : null
     }
     try {
@@ -360,7 +383,7 @@ export class RouteCache {
   }
 
   #invalidate (req: IncomingMessage): void {
-    const keys = cacheKeys(this.#keyPrefix, this.route.id, asCacheRequest(req), this.#config.vary)
+    const keys = this.#keysFor(asCacheRequest(req))
     this.#store.set(keys.invalidation, Buffer.from(String(this.#now())), INVALIDATION_TTL_MS)
       .catch((err: unknown) => { this.#events.failed(this.route.id, err) })
   }
@@ -395,15 +418,61 @@ export class RouteCache {
   #answer (req: IncomingMessage, res: ServerResponse, entry: CacheEntry, status: CacheStatus, own: OutgoingHttpHeaders, reason?: StaleReason): number {
     this.#events.served(this.route.id, status, reason)
     const now = this.#now()
+    const { freshness, fields } = this.#partsOf(entry)
+    // RFC 9111 section 5.1: what the upstream said plus the time it has spent here, in whole seconds rounded down.
+    const age = String(Math.floor(freshness.ageAtStore + Math.max(0, now - entry.storedAt) / 1000))
     const notModified = conditionalMatch(asCacheRequest(req), entry)
-    const headers: OutgoingHttpHeaders = notModified ? notModifiedHeaders(entry, now) : responseHeaders(entry, now)
-    if (!notModified) headers['content-length'] = String(entry.body.length)
-    for (const name in own) headers[name] = own[name]
-    headers['x-cache'] = status
+    const headers: Array<string | number | readonly string[]> = []
+    if (notModified) {
+      for (const [name, value] of Object.entries(notModifiedHeaders(entry, now))) headers.push(name, value)
+    } else {
+      headers.push(...fields, 'age', age, 'content-length', String(entry.body.length))
+    }
+    for (const name in own) {
+      const value = own[name]
+      if (value !== undefined && name !== 'x-cache') headers.push(name, typeof value === 'number' ? String(value) : value)
+    }
+    headers.push('x-cache', status)
     const code = notModified ? 304 : entry.status
-    res.writeHead(code, headers)
+    res.writeHead(code, headers as string[])
     res.end(notModified || req.method === 'HEAD' ? undefined : entry.body)
     return code
+  }
+
+  #decode (key: string, value: Buffer): CacheEntry | null {
+    const last = this.#decoded.get(key)
+    if (last !== undefined && last.value.equals(value)) return last.entry
+    if (this.#decoded.size >= KEY_MEMO_SIZE) this.#decoded.clear()
+    const entry = decodeEntry(value)
+    this.#decoded.set(key, { value, entry })
+    return entry
+  }
+
+  #partsOf (entry: CacheEntry): AnswerParts {
+    let parts = this.#parts.get(entry)
+    if (parts === undefined) {
+      const fields: string[] = []
+      for (const [name, value] of Object.entries(entry.headers)) {
+        if (name === 'age' || name === 'content-length') continue
+        for (const item of typeof value === 'string' ? [value] : value) fields.push(name, item)
+      }
+      parts = { freshness: entryFreshness(entry, this.#config), fields }
+      this.#parts.set(entry, parts)
+    }
+    return parts
+  }
+
+  /** The request's keys, from a memo: hashing them is a good part of a hit's cost. */
+  #keysFor (request: ReturnType<typeof asCacheRequest>): CacheKeys {
+    let memo = `${hostOf(request.headers)}\0${request.url}`
+    for (const name of this.#config.vary) memo += `\0${fieldValue(request.headers, name) ?? '\u0001'}`
+    let keys = this.#keys.get(memo)
+    if (keys === undefined) {
+      if (this.#keys.size >= KEY_MEMO_SIZE) this.#keys.clear()
+      keys = cacheKeys(this.#keyPrefix, this.route.id, request, this.#config.vary)
+      this.#keys.set(memo, keys)
+    }
+    return keys
   }
 }
 

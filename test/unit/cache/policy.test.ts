@@ -1,7 +1,7 @@
 // The RFC 9111 shared-cache policy with a fake clock: storability, freshness, stale windows, revalidation, Age, 304s.
 import t from 'tap'
 import {
-  ageSeconds, BYPASS_REASONS, conditionalMatch, decodeEntry, encodeEntry, lookupDecision, notModifiedHeaders,
+  ageSeconds, BYPASS_REASONS, conditionalMatch, decodeEntry, encodeEntry, entryFreshness, isPlainRequest, lookupDecision, notModifiedHeaders,
   requestCacheability, responseHeaders, REVALIDATION_RETENTION_MS, revalidated, storability, storeTtlMs,
   type BypassReason, type CacheEntry, type CachePolicyConfig, type CacheRequest, type CacheResponse, type HeaderFields,
   type LookupDecision
@@ -500,4 +500,32 @@ t.test('an entry read back from its bytes decides as the one stored', async (t) 
   const request = get({ 'accept-encoding': 'gzip' })
   t.same([59, 65, 70].map((s) => lookupDecision(entry, request, cfg, at(s)).kind), ['fresh', 'stale-while-revalidate', 'revalidate'])
   t.equal(storeTtlMs(entry, cfg, T0), decision.ttlMs)
+})
+
+t.test('entryFreshness: the plain-request shortcut agrees with lookupDecision, and Age with ageSeconds', async (t) => {
+  const cases: Array<[string, HeaderFields, CachePolicyConfig]> = [
+    ['max-age', { 'cache-control': 'max-age=60' }, config()],
+    ['max-age with an upstream Age', { 'cache-control': 'max-age=60', age: '20' }, config()],
+    ['s-maxage over max-age', { 'cache-control': 'max-age=5, s-maxage=30' }, config()],
+    ['ttl when the upstream is silent', { etag: '"a"' }, config({ ttlMs: 45_000 })]
+  ]
+  for (const [name, headers, cfg] of cases) {
+    const entry = stored(headers, cfg)
+    const { plainFreshUntil, ageAtStore } = entryFreshness(entry, cfg)
+    t.ok(Number.isFinite(plainFreshUntil), `${name}: fresh for a while`)
+    const last = (plainFreshUntil - T0) / 1000 - 0.001
+    t.equal(kindAt(entry, last, cfg), 'fresh', `${name}: fresh just before`)
+    t.not(kindAt(entry, last + 0.002, cfg), 'fresh', `${name}: not fresh just after`)
+    t.equal(Math.floor(ageAtStore + 7), ageSeconds(entry, at(7)), `${name}: the same Age`)
+  }
+  t.equal(entryFreshness(stored({ 'cache-control': 'max-age=60', vary: 'accept-language' }), config()).plainFreshUntil, -Infinity, 'an entry with Vary takes the full decision')
+  t.equal(entryFreshness(stored({ 'cache-control': 'no-cache', etag: '"a"' }), config()).plainFreshUntil, -Infinity, 'never fresh')
+})
+
+t.test('isPlainRequest: only a request with nothing of its own to decide takes the shortcut', async (t) => {
+  t.equal(isPlainRequest(get()), true)
+  t.equal(isPlainRequest(get({ accept: 'text/html', 'if-none-match': '"a"' })), true)
+  t.equal(isPlainRequest(get({ 'cache-control': 'max-age=0' })), false)
+  t.equal(isPlainRequest(get({ pragma: 'no-cache' })), false)
+  t.equal(isPlainRequest(get({ authorization: 'Bearer x' })), false)
 })
