@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util'
 import { analyze } from './lib/cpuprofile.js'
 import { checkBuilt, ensureTools } from './lib/prereqs.js'
 import { installCleanup, stopAll } from './lib/processes.js'
-import { accounted, TAINT_CPU, waitForQuiet } from './lib/runner.js'
+import { accounted, pidsOf, TAINT_CPU, waitForQuiet } from './lib/runner.js'
 import { runWrk } from './lib/wrk.js'
 import { SCENARIOS } from './scenarios/index.js'
 
@@ -72,8 +72,7 @@ async function profileCandidate (scenario, candidate, { gatewayDir, outDir, dura
       if (warmupSec > 0) await runWrk({ url, dir, connections, durationSec: warmupSec })
       // V8's profiler stamps samples with the monotonic clock that hrtime reads, in µs.
       const fromUs = Number(process.hrtime.bigint() / 1000n)
-      const originPid = services.origin?.workerPid ?? null
-      const { run, foreignCpu } = await accounted({ url, dir, connections, durationSec }, instance.cpuPid, originPid)
+      const { run, foreignCpu } = await accounted({ url, dir, connections, durationSec }, instance.cpuPid, pidsOf(services, instance.cpuPid))
       window = { ...window, fromUs, toUs: Number(process.hrtime.bigint() / 1000n), rps: run.rps, foreignCpu }
       log(`${candidate.id}: ${Math.round(run.rps)} req/s under the profiler; other work took ${foreignCpu.toFixed(2)} CPU meanwhile`)
     } finally {

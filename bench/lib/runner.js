@@ -180,15 +180,16 @@ function secondsOf (/** @type {NodeJS.CpuUsage} */ usage) {
 }
 
 /**
- * Runs one wrk measurement and accounts the CPUs' time meanwhile: the proxy's (or origin's) process, the origin's
- * worker, wrk, this process, and the rest, which is other work on the machine.
+ * Runs one wrk measurement and accounts the CPUs' time meanwhile: the proxy's (or origin's) process, the scenario's
+ * services (the origin's worker, a redis-server), wrk, this process, and the rest, which is other work on the machine.
  * @param {Parameters<typeof runWrk>[0]} wrkOptions
  * @param {number} cpuPid
- * @param {number | null} originPid
+ * @param {readonly number[]} servicePids
  */
-export async function accounted (wrkOptions, cpuPid, originPid) {
+export async function accounted (wrkOptions, cpuPid, servicePids) {
+  const servicesCpu = () => servicePids.reduce((sum, pid) => sum + processCpuSeconds(pid), 0)
   const proxyBefore = processCpuSeconds(cpuPid)
-  const originBefore = originPid === null ? 0 : processCpuSeconds(originPid)
+  const servicesBefore = servicesCpu()
   const proxyCpuBefore = cpuTimes(PROXY_CPU)
   const loadBefore = cpuTimes(LOAD_CPU)
   const self = process.cpuUsage()
@@ -197,12 +198,12 @@ export async function accounted (wrkOptions, cpuPid, originPid) {
   const wallSeconds = (performance.now() - wallBefore) / 1000
   const ownSeconds = secondsOf(process.cpuUsage(self))
   const proxySeconds = processCpuSeconds(cpuPid) - proxyBefore
-  const originSeconds = originPid === null ? 0 : processCpuSeconds(originPid) - originBefore
+  const servicesSeconds = servicesCpu() - servicesBefore
   const loadAfter = cpuTimes(LOAD_CPU)
   const proxyCpuAfter = cpuTimes(PROXY_CPU)
   const busyDelta = proxyCpuAfter.busy - proxyCpuBefore.busy + loadAfter.busy - loadBefore.busy
   // Ticks are 10 ms: a few of them either way are rounding, not other work.
-  const foreignSeconds = Math.max(0, busyDelta - proxySeconds - originSeconds - run.cpuSeconds - ownSeconds - 4 * CPU_TICK_SECONDS)
+  const foreignSeconds = Math.max(0, busyDelta - proxySeconds - servicesSeconds - run.cpuSeconds - ownSeconds - 4 * CPU_TICK_SECONDS)
   return {
     run,
     proxySeconds,
@@ -210,6 +211,19 @@ export async function accounted (wrkOptions, cpuPid, originPid) {
     loadCpuShare: (loadAfter.busy - loadBefore.busy) / (loadAfter.total - loadBefore.total),
     foreignCpu: foreignSeconds / wallSeconds
   }
+}
+
+/**
+ * The processes of a scenario's services (the origin's worker, a redis-server), accounted apart from other work;
+ * without the candidate's own (wrk straight at the origin).
+ * @param {Record<string, any>} services
+ * @param {number} cpuPid
+ * @returns {number[]}
+ */
+export function pidsOf (services, cpuPid) {
+  return Object.values(services)
+    .map((service) => service?.workerPid ?? service?.pid)
+    .filter((pid) => typeof pid === 'number' && pid !== cpuPid)
 }
 
 /**
@@ -231,10 +245,9 @@ async function measure (scenario, candidate, round, options, ctx, services) {
     const wrk = { url, dir: ctx.dir, script: scenario.script }
     await runWrk({ ...wrk, connections: options.throughputConnections, durationSec: options.warmupSec })
 
-    // The origin's worker is accounted apart, unless it is the candidate (wrk straight at the origin).
-    const originPid = services.origin?.workerPid !== undefined && services.origin.workerPid !== instance.cpuPid ? services.origin.workerPid : null
-    const throughput = await accounted({ ...wrk, connections: options.throughputConnections, durationSec: options.durationSec }, instance.cpuPid, originPid)
-    const latency = await accounted({ ...wrk, connections: options.latencyConnections, durationSec: options.durationSec }, instance.cpuPid, originPid)
+    const servicePids = pidsOf(services, instance.cpuPid)
+    const throughput = await accounted({ ...wrk, connections: options.throughputConnections, durationSec: options.durationSec }, instance.cpuPid, servicePids)
+    const latency = await accounted({ ...wrk, connections: options.latencyConnections, durationSec: options.durationSec }, instance.cpuPid, servicePids)
     if (instance.proc !== null && !instance.proc.alive()) {
       throw new Error(`${candidate.id} exited during the run:\n${instance.proc.logTail()}`)
     }

@@ -61,6 +61,11 @@ export class MemoryStore implements CacheStore {
   }
 
   async get (keys: readonly string[]): Promise<Array<Buffer | null>> {
+    return this.peek(keys)
+  }
+
+  /** `get`, synchronously: everything is in this process. */
+  peek (keys: readonly string[]): Array<Buffer | null> {
     const started = performance.now()
     const now = this.#now()
     const values = keys.map((key) => this.#read(key, now))

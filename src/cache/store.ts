@@ -6,6 +6,11 @@ export interface CacheStore {
   readonly kind: 'memory' | 'redis'
   /** The values of `keys`, in order; null for each key that is absent. One round trip (keys share a hash slot). */
   get (keys: readonly string[]): Promise<Array<Buffer | null>>
+  /**
+   * `get` answered at once, by a store that holds the values in this process; undefined when it cannot (a store
+   * across the network, or a tier that would have to ask one): then `get`. Saves a hit its promise hops.
+   */
+  peek?: (keys: readonly string[]) => Array<Buffer | null> | undefined
   /** Stores `value` under `key` for `ttlMs`. */
   set (key: string, value: Buffer, ttlMs: number): Promise<void>
   /** Removes `keys` (absent ones are fine). */

@@ -30,8 +30,8 @@ export class TieredStore implements CacheStore {
   }
 
   async get (keys: readonly string[]): Promise<Array<Buffer | null>> {
-    const [near, absent] = await Promise.all([this.#near.get(keys), this.#absent.get(keys)])
-    if (keys.every((_key, i) => near[i] !== null || absent[i] !== null)) return near
+    const known = this.peek(keys)
+    if (known !== undefined) return known
     const far = await this.#far.get(keys)
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i] as string
@@ -40,6 +40,13 @@ export class TieredStore implements CacheStore {
       else await this.#near.set(key, value, this.#ttlMs)
     }
     return far
+  }
+
+  /** What the tier knows of every key, or undefined when the shared store must be asked. */
+  peek (keys: readonly string[]): Array<Buffer | null> | undefined {
+    const near = this.#near.peek(keys)
+    const absent = this.#absent.peek(keys)
+    return keys.every((_key, i) => near[i] !== null || absent[i] !== null) ? near : undefined
   }
 
   async set (key: string, value: Buffer, ttlMs: number): Promise<void> {

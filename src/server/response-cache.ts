@@ -120,19 +120,41 @@ export class RouteCache {
     return req.method === 'GET' || req.method === 'HEAD'
   }
 
+  /**
+   * What the store holds for `req`, when an in-process store can say at once (see CacheStore.peek); undefined when
+   * `lookup` must ask.
+   */
+  lookupNow (req: IncomingMessage): CacheLookup | undefined {
+    const target = this.#target(req)
+    if ('kind' in target) return target
+    const values = this.#store.peek?.([target.keys.entry, target.keys.invalidation])
+    return values === undefined ? undefined : this.#found(target.request, target.keys, values)
+  }
+
   /** What the store holds for `req`. Never rejects: a failing store is a bypass. */
   async lookup (req: IncomingMessage): Promise<CacheLookup> {
-    const request = asCacheRequest(req)
-    const cacheability = requestCacheability(request)
-    if (!cacheability.cacheable) return { kind: 'bypass', reason: cacheability.reason }
-    const keys = this.#keysFor(request)
+    const target = this.#target(req)
+    if ('kind' in target) return target
     let values: Array<Buffer | null>
     try {
-      values = await this.#store.get([keys.entry, keys.invalidation])
+      values = await this.#store.get([target.keys.entry, target.keys.invalidation])
     } catch (err) {
       this.#events.failed(this.route.id, err)
       return { kind: 'bypass', reason: 'store-error' }
     }
+    return this.#found(target.request, target.keys, values)
+  }
+
+  /** The request and its keys, or the bypass it asks for itself (no-store, Range...). */
+  #target (req: IncomingMessage): { request: ReturnType<typeof asCacheRequest>, keys: CacheKeys } | CacheLookup & { kind: 'bypass' } {
+    const request = asCacheRequest(req)
+    const cacheability = requestCacheability(request)
+    if (!cacheability.cacheable) return { kind: 'bypass', reason: cacheability.reason }
+    return { request, keys: this.#keysFor(request) }
+  }
+
+  /** What an entry and its path's invalidation marker, as read, can do for the request. */
+  #found (request: ReturnType<typeof asCacheRequest>, keys: CacheKeys, values: Array<Buffer | null>): CacheLookup {
     const [value, marker] = values
     const entry = value === null || value === undefined ? null : this.#decode(keys.entry, value)
     if (entry === null) return { kind: 'miss', keys }

@@ -63,3 +63,13 @@ t.test('locks, purges and health are the shared store\'s', async (t) => {
   await tiered.close()
   t.same(text(await far.get(['{d}:a'])), ['keep'], 'closing the tier leaves the shared store')
 })
+
+t.test('peek answers at once what the tier knows, and nothing it would have to ask the shared store', async (t) => {
+  const { tiered, far, farGets } = rig()
+  await far.set('{e}:entry', buf('shared'), 60_000)
+  t.equal(tiered.peek(['{e}:entry', '{e}:inv']), undefined, 'nothing known yet')
+  await tiered.get(['{e}:entry', '{e}:inv'])
+  t.same(text(tiered.peek(['{e}:entry', '{e}:inv']) ?? []), ['shared', null], 'the value and the absence, from the tier')
+  t.equal(farGets(), 1)
+  t.same(text(far.peek(['{e}:entry', '{e}:other'])), ['shared', null], 'the memory store peeks what it gets')
+})
