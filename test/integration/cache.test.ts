@@ -1,6 +1,7 @@
 // The response cache end to end: a real origin, a real gateway, and each store (memory, Redis, Redis Cluster) in turn.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { parseConfig } from '../../src/config/index.js'
@@ -332,4 +333,21 @@ t.test('a background refresh that fails leaves the stale entry in place and coun
   await waitUntil(async () => await gw.metric('resilience4j_circuitbreaker_calls_seconds_count', { name: 'c', kind: 'failed' }) === 1, 'the failed refresh')
   const again = await gw.get('/doc')
   t.same([again.status, again.headers['x-cache'], again.body.toString()], [200, 'STALE', '/doc #1'])
+})
+
+t.test('a Redis that is away at start: the gateway starts, bypasses the cache, and warns once per 30 s, not per request', async (t) => {
+  const redis = await startRedis(t)
+  await redis.stop()
+  const origin = await scriptedOrigin(t, () => ({ 'cache-control': 'max-age=60' }))
+  const lines: Array<Record<string, unknown>> = []
+  const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  const config = parseConfig(`redis:\n  url: ${redis.url}\n  connectTimeout: 200ms\nroutes:\n${route(origin.url)}`, 'cache.yaml', {})
+  const app = await buildServer(config, { logger })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  t.teardown(() => app.close())
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  for (let i = 0; i < 10; i++) t.equal((await call(`${url}/doc`)).headers['x-cache'], 'BYPASS')
+  const warnings = lines.filter((line) => typeof line.msg === 'string' && line.msg.startsWith('cache bypassed'))
+  t.equal(warnings.length, 1, 'one warning for ten bypasses and the reconnect attempts')
+  t.equal(origin.received.length, 10, 'every request was proxied')
 })
