@@ -156,8 +156,12 @@ export class RouteForwarder {
       method: request.raw.method as Dispatcher.HttpMethod,
       headers: this.#headersFor(request.raw, request.id, target, call.options.headers),
       body,
-      headersTimeout: route.timeoutMs,
-      bodyTimeout: route.timeoutMs
+      // The exchange's own timer bounds a bodiless request from dispatch on. undici's timers are kept only as the
+      // backstop while an upload streams: each request makes a new one (the connection's keep-alive timer, of
+      // another kind, sits between two requests), and a cleared one lingers in undici's list for up to a second,
+      // long enough to be promoted to the old space.
+      headersTimeout: body === null ? 0 : route.timeoutMs,
+      bodyTimeout: body === null ? 0 : route.timeoutMs
     }, exchange)
     if (body === null || request.raw.readableEnded) exchange.armTimeout()
     else request.raw.once('end', () => { exchange.armTimeout() })
