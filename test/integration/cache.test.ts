@@ -351,3 +351,28 @@ t.test('a Redis that is away at start: the gateway starts, bypasses the cache, a
   t.equal(warnings.length, 1, 'one warning for ten bypasses and the reconnect attempts')
   t.equal(origin.received.length, 10, 'every request was proxied')
 })
+
+t.test('concurrent misses on two gateway instances sharing Redis send one upstream request', async (t) => {
+  const redis = await startRedis(t)
+  const origin = await startUpstream(t, (_req, res) => {
+    setTimeout(() => {
+      res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' })
+      res.end('shared')
+    }, 200)
+  })
+  // Both instances write under one prefix, as the replicas of one deployment do.
+  const store = `redis:\n  url: ${redis.url}\n  keyPrefix: "shared:"\n  commandTimeout: 1s\n`
+  const instances = await Promise.all([0, 1].map(async () => {
+    const config = parseConfig(`${store}routes:\n${route(origin.url)}`, 'cache.yaml', {})
+    const app = await buildServer({ ...config, server: { ...config.server, logLevel: 'silent' } })
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    t.teardown(() => app.close())
+    return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  }))
+  // The Host is in the key: replicas behind one load balancer see the same one.
+  const answers = await Promise.all(Array.from({ length: 40 }, async (_, i) =>
+    await call(`${instances[i % 2] as string}/hot`, { headers: { host: 'api.example.com' } })))
+  t.equal(origin.received.length, 1, 'the instance without the lock waited for the entry')
+  t.ok(answers.every((a) => a.status === 200 && a.body.toString() === 'shared'))
+  t.equal(answers.filter((a) => a.headers['x-cache'] === 'MISS').length, 1)
+})
