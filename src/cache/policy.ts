@@ -255,6 +255,11 @@ export function entryFreshness (entry: EntryHead, cfg: CachePolicyConfig): Entry
   })
 }
 
+/** `ageSeconds` from the entry's freshness computed once: the same rule, without restoring the policy per answer. */
+export function ageFrom (freshness: EntryFreshness, entry: EntryHead, now: number): number {
+  return Math.floor(freshness.ageAtStore + Math.max(0, now - entry.storedAt) / 1000)
+}
+
 /** Whether `lookupDecision` needs nothing of `req` but the entry's freshness: no Cache-Control, Pragma or Authorization. */
 export function isPlainRequest (req: CacheRequest): boolean {
   const headers = req.headers

@@ -81,10 +81,9 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   /** A cache lookup's outcome before Fastify: what the cache answers alone is answered here, the rest goes on with its lookup. */
   const afterLookup = (req: IncomingMessage, res: ServerResponse, cache: RouteCache, match: RouteMatched, lookup: CacheLookup, started: number, next: () => void): void => {
     const route = match.route
-    const requestId = requestIdFor(req)
-    const answered = cache.answerEarly(req, res, lookup, forwarders.get(route.id) as RouteForwarder, match.upstreamPath, requestId)
-    if (typeof answered === 'number') {
-      recordEarly(req, route, requestId, answered, null, started)
+    const answered = cache.answerEarly(req, res, lookup, forwarders.get(route.id) as RouteForwarder, match.upstreamPath, requestIdFor)
+    if ('status' in answered) {
+      recordEarly(req, route, answered.requestId, answered.status, null, started)
       return
     }
     ;(req as ResolvedRequest)[LOOKUP] = answered

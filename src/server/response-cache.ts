@@ -2,9 +2,10 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import {
-  cacheKeys, conditionalMatch, decodeEntry, encodeEntry, entryFreshness, fieldValue, hostOf, isPlainRequest, lookupDecision,
-  MemoryStore, notModifiedHeaders, RedisStore, requestCacheability, revalidated, routePrefix, storability, TieredStore,
-  type CacheEntry, type CacheKeys, type CacheStore, type EntryFreshness, type RevalidationHeaders, type StoreHealth
+  ageFrom, cacheKeys, conditionalMatch, decodeEntry, encodeEntry, entryFreshness, fieldValue, hostOf, isPlainRequest,
+  lookupDecision, MemoryStore, notModifiedHeaders, RedisStore, requestCacheability, revalidated, routePrefix, storability,
+  TieredStore, type CacheEntry, type CacheKeys, type CacheRequest, type CacheStore, type EntryFreshness,
+  type RevalidationHeaders, type StoreHealth
 } from '../cache/index.js'
 import {
   DEFAULT_MEMORY_STORE_ENTRIES, DEFAULT_REDIS_KEY_PREFIX, type CacheConfig, type GatewayConfig, type RedisConfig, type RouteConfig
@@ -146,7 +147,7 @@ export class RouteCache {
   }
 
   /** The request and its keys, or the bypass it asks for itself (no-store, Range...). */
-  #target (req: IncomingMessage): { request: ReturnType<typeof asCacheRequest>, keys: CacheKeys } | CacheLookup & { kind: 'bypass' } {
+  #target (req: IncomingMessage): { request: CacheRequest, keys: CacheKeys } | CacheLookup & { kind: 'bypass' } {
     const request = asCacheRequest(req)
     const cacheability = requestCacheability(request)
     if (!cacheability.cacheable) return { kind: 'bypass', reason: cacheability.reason }
@@ -154,7 +155,7 @@ export class RouteCache {
   }
 
   /** What an entry and its path's invalidation marker, as read, can do for the request. */
-  #found (request: ReturnType<typeof asCacheRequest>, keys: CacheKeys, values: Array<Buffer | null>): CacheLookup {
+  #found (request: CacheRequest, keys: CacheKeys, values: Array<Buffer | null>): CacheLookup {
     const [value, marker] = values
     const entry = value === null || value === undefined ? null : this.#decode(keys.entry, value)
     if (entry === null) return { kind: 'miss', keys }
@@ -179,23 +180,34 @@ export class RouteCache {
   /**
    * Answers on the raw response what the cache can answer without the upstream: a fresh entry (HIT), a stale one
    * within stale-while-revalidate (STALE, refreshed in the background), a stale one in place of an open breaker's
-   * refusal (STALE). Returns the status sent, or the lookup the request goes on with.
+   * refusal (STALE). Returns the status sent and the request id it carried (made by `requestIdOf` only for an
+   * answer, as the refusal does), or the lookup the request goes on with.
    */
   answerEarly (
-    req: IncomingMessage, res: ServerResponse, lookup: CacheLookup, forwarder: RouteForwarder, upstreamPath: string, requestId: string
-  ): number | PendingLookup {
+    req: IncomingMessage, res: ServerResponse, lookup: CacheLookup, forwarder: RouteForwarder, upstreamPath: string,
+    requestIdOf: (req: IncomingMessage) => string
+  ): { readonly status: number, readonly requestId: string } | PendingLookup {
+    let status: CacheStatus
+    let reason: StaleReason | undefined
     switch (lookup.kind) {
       case 'fresh':
-        return this.#answer(req, res, lookup.entry, 'HIT', { 'x-request-id': requestId })
+        status = 'HIT'
+        break
       case 'stale-while-revalidate':
-        this.#refresh(req, requestId, lookup, forwarder, upstreamPath)
-        return this.#answer(req, res, lookup.entry, 'STALE', { 'x-request-id': requestId }, 'swr')
+        status = 'STALE'
+        reason = 'swr'
+        break
       case 'revalidate':
         if (!this.#usableForFailure(lookup) || forwarder.tryRefuse() === null) return lookup
-        return this.#answer(req, res, lookup.entry, 'STALE', { 'x-request-id': requestId }, 'breaker')
+        status = 'STALE'
+        reason = 'breaker'
+        break
       default:
         return lookup
     }
+    const requestId = requestIdOf(req)
+    if (lookup.kind === 'stale-while-revalidate') this.#refresh(req, requestId, lookup, forwarder, upstreamPath)
+    return { status: this.#answer(req, res, lookup.entry, status, { 'x-request-id': requestId }, reason), requestId }
   }
 
   /**
@@ -416,11 +428,6 @@ export class RouteCache {
     return await this.#store.purge(routePrefix(this.#keyPrefix, this.route.id), filter)
   }
 
-  /** Closes what this route's store holds of its own (its in-process tier); the shared store is closed once, elsewhere. */
-  async close (): Promise<void> {
-    if (this.#store instanceof TieredStore) await this.#store.close()
-  }
-
   /** Whether a just-stored entry answers `req` as a HIT: its Vary matches and it is fresh for this client. */
   #answers (entry: CacheEntry, req: IncomingMessage): boolean {
     return lookupDecision(entry, asCacheRequest(req), this.#config, this.#now()).kind === 'fresh'
@@ -441,8 +448,7 @@ export class RouteCache {
     this.#events.served(this.route.id, status, reason)
     const now = this.#now()
     const { freshness, fields } = this.#partsOf(entry)
-    // RFC 9111 section 5.1: what the upstream said plus the time it has spent here, in whole seconds rounded down.
-    const age = String(Math.floor(freshness.ageAtStore + Math.max(0, now - entry.storedAt) / 1000))
+    const age = String(ageFrom(freshness, entry, now))
     const notModified = conditionalMatch(asCacheRequest(req), entry)
     const headers: Array<string | number | readonly string[]> = []
     if (notModified) {
@@ -485,7 +491,7 @@ export class RouteCache {
   }
 
   /** The request's keys, from a memo: hashing them is a good part of a hit's cost. */
-  #keysFor (request: ReturnType<typeof asCacheRequest>): CacheKeys {
+  #keysFor (request: CacheRequest): CacheKeys {
     let memo = `${hostOf(request.headers)}\0${request.url}`
     for (const name of this.#config.vary) memo += `\0${fieldValue(request.headers, name) ?? '\u0001'}`
     let keys = this.#keys.get(memo)
@@ -498,7 +504,7 @@ export class RouteCache {
   }
 }
 
-function asCacheRequest (req: IncomingMessage): { method: string, url: string, headers: IncomingMessage['headers'] } {
+function asCacheRequest (req: IncomingMessage): CacheRequest {
   return { method: req.method as string, url: req.url as string, headers: req.headers }
 }
 
@@ -547,22 +553,27 @@ export function buildRouteCaches (config: GatewayConfig, metrics: GatewayMetrics
   }
   for (const route of cached) metrics.declareCache(route.id)
 
+  if (cached.length === 0) {
+    return { byRoute: new Map(), health: () => null, purge: async () => 0, connected: async () => {}, close: async () => {} }
+  }
   let shared: CacheStore
   let connection: RedisConnection | null = null
-  if (cached.length === 0) {
-    shared = new MemoryStore({ maxEntries: 1 })
-  } else if (redis === null) {
+  if (redis === null) {
     shared = new MemoryStore({ maxEntries: DEFAULT_MEMORY_STORE_ENTRIES, now, onOperation: observe('memory') })
   } else {
     connection = createRedisClient({ ...redis, onError: (err) => { failed('-', err) } })
     shared = new RedisStore(connection, { commandTimeoutMs: redis.commandTimeoutMs, onOperation: observe('redis') })
   }
   const keyPrefix = redis?.keyPrefix ?? DEFAULT_REDIS_KEY_PREFIX
+  const tiers: TieredStore[] = []
   const byRoute = new Map(cached.map((route) => {
     const tier = (route.cache as CacheConfig).memory
-    const store = tier === null || redis === null
-      ? shared
-      : new TieredStore(shared, { maxEntries: tier.maxEntries, ttlMs: tier.ttlMs, now, onOperation: observe('memory') })
+    let store = shared
+    if (tier !== null && redis !== null) {
+      const tiered = new TieredStore(shared, { maxEntries: tier.maxEntries, ttlMs: tier.ttlMs, now, onOperation: observe('memory') })
+      tiers.push(tiered)
+      store = tiered
+    }
     return [route.id, new RouteCache(route, { store, keyPrefix, events, now })]
   }))
   return {
@@ -580,7 +591,7 @@ export function buildRouteCaches (config: GatewayConfig, metrics: GatewayMetrics
       clearTimeout(timer)
     },
     close: async () => {
-      await Promise.all([...byRoute.values()].map(async (cache) => { await cache.close() }))
+      await Promise.all(tiers.map(async (tier) => { await tier.close() }))
       await shared.close()
     }
   }

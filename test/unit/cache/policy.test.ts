@@ -1,7 +1,7 @@
 // The RFC 9111 shared-cache policy with a fake clock: storability, freshness, stale windows, revalidation, Age, 304s.
 import t from 'tap'
 import {
-  ageSeconds, BYPASS_REASONS, conditionalMatch, decodeEntry, encodeEntry, entryFreshness, isPlainRequest, lookupDecision, notModifiedHeaders,
+  ageFrom, ageSeconds, BYPASS_REASONS, conditionalMatch, decodeEntry, encodeEntry, entryFreshness, isPlainRequest, lookupDecision, notModifiedHeaders,
   requestCacheability, responseHeaders, REVALIDATION_RETENTION_MS, revalidated, storability, storeTtlMs,
   type BypassReason, type CacheEntry, type CachePolicyConfig, type CacheRequest, type CacheResponse, type HeaderFields,
   type LookupDecision
@@ -517,6 +517,7 @@ t.test('entryFreshness: the plain-request shortcut agrees with lookupDecision, a
     t.equal(kindAt(entry, last, cfg), 'fresh', `${name}: fresh just before`)
     t.not(kindAt(entry, last + 0.002, cfg), 'fresh', `${name}: not fresh just after`)
     t.equal(Math.floor(ageAtStore + 7), ageSeconds(entry, at(7)), `${name}: the same Age`)
+    t.equal(ageFrom({ ageAtStore, plainFreshUntil }, entry, at(7.5)), ageSeconds(entry, at(7.5)), `${name}: ageFrom is ageSeconds`)
   }
   t.equal(entryFreshness(stored({ 'cache-control': 'max-age=60', vary: 'accept-language' }), config()).plainFreshUntil, -Infinity, 'an entry with Vary takes the full decision')
   t.equal(entryFreshness(stored({ 'cache-control': 'no-cache', etag: '"a"' }), config()).plainFreshUntil, -Infinity, 'never fresh')
