@@ -1,7 +1,6 @@
 // GatewayMetrics: the prom-client registry with the definitions, cheap per-request recording, and breaker gauges read at scrape time.
 import {
-  collectDefaultMetrics, Counter, Gauge, Histogram, openMetricsContentType, prometheusContentType, Registry,
-  type RegistryContentType
+  collectDefaultMetrics, Gauge, openMetricsContentType, prometheusContentType, Registry, type Metric, type RegistryContentType
 } from 'prom-client'
 import type { BreakerSnapshot } from '../resilience/types.js'
 import { BREAKER_STATES } from '../resilience/types.js'
@@ -41,13 +40,50 @@ export function outcomeOf (status: number): Outcome {
   return 'UNKNOWN'
 }
 
-type CounterChild = ReturnType<Counter<string>['labels']>
-type HistogramChild = ReturnType<Histogram<string>['labels']>
+type Labels = Readonly<Record<string, string>>
 
-/** A tree of maps, one level per label, ending in a prom-client child: label lookups without building strings. */
+/** One counter series: a number bumped per request, handed to the registry at scrape time. */
+class CounterSeries {
+  value = 0
+  constructor (readonly labels: Labels) {}
+
+  inc (): void {
+    this.value++
+  }
+}
+
+/** One histogram series: count, sum, and a count per bucket (not cumulative: the scrape adds them up, as prom-client does). */
+class HistogramSeries {
+  count = 0
+  sum = 0
+  readonly buckets: ReadonlyArray<{ readonly bound: number, count: number }>
+  constructor (readonly labels: Labels, bounds: readonly number[]) {
+    this.buckets = bounds.map((bound) => ({ bound, count: 0 }))
+  }
+
+  observe (value: number): void {
+    // prom-client refused these too: one NaN would make the sum NaN for good.
+    if (!Number.isFinite(value)) throw new TypeError(`expected a finite number of seconds, got ${value}`)
+    this.count++
+    this.sum += value
+    // Prometheus' `le`: the first bound the value does not exceed; past the last one it counts in +Inf only.
+    for (const bucket of this.buckets) {
+      if (value <= bucket.bound) {
+        bucket.count++
+        return
+      }
+    }
+  }
+}
+
+/**
+ * A tree of maps, one level per label, ending in a series: label lookups without building strings. A series is
+ * exported from its first lookup on, and in the order of first lookups, as prom-client's children were.
+ */
 class ChildCache<T> {
-  private readonly root = new Map<unknown, unknown>()
-  constructor (private readonly create: (values: readonly string[]) => T) {}
+  private root = new Map<unknown, unknown>()
+  private series: T[] = []
+  constructor (private readonly labelNames: readonly string[], private readonly create: (labels: Labels) => T) {}
 
   get (values: readonly (string | number)[]): T {
     let level = this.root
@@ -62,28 +98,59 @@ class ChildCache<T> {
     }
     let child = level.get(values[last]) as T | undefined
     if (child === undefined) {
-      child = this.create(values.map(String))
+      child = this.create(Object.fromEntries(this.labelNames.map((name, i) => [name, String(values[i])] as const)))
       level.set(values[last], child)
+      this.series.push(child)
     }
     return child
   }
+
+  get all (): readonly T[] {
+    return this.series
+  }
+
+  clear (): void {
+    this.root = new Map()
+    this.series = []
+  }
+}
+
+/** A sample as prom-client's registry reads it from `get()`: a histogram's bucket carries `le` first, then the series' labels. */
+interface Sample {
+  readonly labels: Readonly<Record<string, string | number>>
+  readonly value: number
+  readonly metricName?: string
+}
+
+function histogramSamples (name: string, series: HistogramSeries): Sample[] {
+  const samples: Sample[] = []
+  let cumulative = 0
+  for (const { bound, count } of series.buckets) {
+    cumulative += count
+    samples.push({ labels: { le: bound, ...series.labels }, value: cumulative, metricName: `${name}_bucket` })
+  }
+  samples.push(
+    { labels: { le: '+Inf', ...series.labels }, value: series.count, metricName: `${name}_bucket` },
+    { labels: series.labels, value: series.sum, metricName: `${name}_sum` },
+    { labels: series.labels, value: series.count, metricName: `${name}_count` }
+  )
+  return samples
 }
 
 export class GatewayMetrics {
   readonly registry = new Registry<RegistryContentType>()
   private breakers: BreakerSnapshotSource
-  private readonly transactions: ChildCache<CounterChild>
-  private readonly requests: ChildCache<HistogramChild>
-  private readonly breakerCalls: ChildCache<HistogramChild>
-  private readonly breakerCallsHistogram: Histogram<string>
-  private readonly notPermitted: ChildCache<CounterChild>
-  private readonly retryCalls: ChildCache<CounterChild>
-  private readonly cacheHits: ChildCache<CounterChild>
-  private readonly cacheMisses: ChildCache<CounterChild>
-  private readonly cacheOperations: ChildCache<HistogramChild>
-  private readonly cacheStale: ChildCache<CounterChild>
-  private readonly cacheBypass: ChildCache<CounterChild>
-  private readonly cacheErrors: ChildCache<CounterChild>
+  private readonly transactions: ChildCache<CounterSeries>
+  private readonly requests: ChildCache<HistogramSeries>
+  private readonly breakerCalls: ChildCache<HistogramSeries>
+  private readonly notPermitted: ChildCache<CounterSeries>
+  private readonly retryCalls: ChildCache<CounterSeries>
+  private readonly cacheHits: ChildCache<CounterSeries>
+  private readonly cacheMisses: ChildCache<CounterSeries>
+  private readonly cacheOperations: ChildCache<HistogramSeries>
+  private readonly cacheStale: ChildCache<CounterSeries>
+  private readonly cacheBypass: ChildCache<CounterSeries>
+  private readonly cacheErrors: ChildCache<CounterSeries>
   /** Counter names as registered: prom-client strips `_total` from them while rendering OpenMetrics. */
   private readonly counterNames = new Map<{ name: string }, string>()
   private scrapes: Promise<unknown> = Promise.resolve()
@@ -92,21 +159,18 @@ export class GatewayMetrics {
     this.breakers = options.breakers ?? (() => [])
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry })
 
-    this.transactions = this.counterCache(METRICS.transactions)
-    const requests = this.histogram(METRICS.httpServerRequests)
-    this.requests = new ChildCache((values) => requests.labels(...values))
-    const breakerCalls = this.histogram(METRICS.breakerCalls)
-    this.breakerCallsHistogram = breakerCalls
-    this.breakerCalls = new ChildCache((values) => breakerCalls.labels(...values))
-    this.notPermitted = this.counterCache(METRICS.breakerNotPermitted)
-    this.retryCalls = this.counterCache(METRICS.retryCalls)
-    this.cacheHits = this.counterCache(METRICS.cacheHits)
-    this.cacheMisses = this.counterCache(METRICS.cacheMisses)
-    const cacheOperations = this.histogram(METRICS.cacheOperationLatency)
-    this.cacheOperations = new ChildCache((values) => cacheOperations.labels(...values))
-    this.cacheStale = this.counterCache(METRICS.cacheStaleServed)
-    this.cacheBypass = this.counterCache(METRICS.cacheBypass)
-    this.cacheErrors = this.counterCache(METRICS.cacheErrors)
+    // Registration order is exposition order.
+    this.transactions = this.counter(METRICS.transactions)
+    this.requests = this.histogram(METRICS.httpServerRequests)
+    this.breakerCalls = this.histogram(METRICS.breakerCalls)
+    this.notPermitted = this.counter(METRICS.breakerNotPermitted)
+    this.retryCalls = this.counter(METRICS.retryCalls)
+    this.cacheHits = this.counter(METRICS.cacheHits)
+    this.cacheMisses = this.counter(METRICS.cacheMisses)
+    this.cacheOperations = this.histogram(METRICS.cacheOperationLatency)
+    this.cacheStale = this.counter(METRICS.cacheStaleServed)
+    this.cacheBypass = this.counter(METRICS.cacheBypass)
+    this.cacheErrors = this.counter(METRICS.cacheErrors)
 
     this.breakerGauge(METRICS.breakerState, (gauge, b) => {
       for (const state of BREAKER_STATES) gauge.set({ name: b.name, state: state.toLowerCase() }, b.state === state ? 1 : 0)
@@ -132,16 +196,17 @@ export class GatewayMetrics {
    * rate() and absent() see the series from the first scrape. With `retries`, its retry series too.
    */
   declareBreaker (name: string, retries: boolean): void {
-    for (const kind of BREAKER_CALL_KINDS) this.breakerCallsHistogram.zero({ name, kind })
-    this.notPermitted.get([name, 'not_permitted']).inc(0)
-    if (retries) for (const kind of RETRY_CALL_KINDS) this.retryCalls.get([name, kind]).inc(0)
+    // A series is exported from its first lookup.
+    for (const kind of BREAKER_CALL_KINDS) this.breakerCalls.get([name, kind])
+    this.notPermitted.get([name, 'not_permitted'])
+    if (retries) for (const kind of RETRY_CALL_KINDS) this.retryCalls.get([name, kind])
   }
 
   /** Exports route `name`'s hit and miss series at zero before its first request, and the error series once. */
   declareCache (route: string): void {
-    this.cacheHits.get([route]).inc(0)
-    this.cacheMisses.get([route]).inc(0)
-    for (const operation of CACHE_OPERATIONS) this.cacheErrors.get([operation]).inc(0)
+    this.cacheHits.get([route])
+    this.cacheMisses.get([route])
+    for (const operation of CACHE_OPERATIONS) this.cacheErrors.get([operation])
   }
 
   /** A request answered from the cache: fresh, or after a 304 revalidation. */
@@ -222,17 +287,33 @@ export class GatewayMetrics {
     }
   }
 
-  private counterCache (def: MetricDefinition): ChildCache<CounterChild> {
-    const counter = this.counter(def)
-    return new ChildCache((values) => counter.labels(...values))
+  private counter (def: MetricDefinition): ChildCache<CounterSeries> {
+    const series = new ChildCache(def.labelNames, (labels) => new CounterSeries(labels))
+    this.export(def, series, () => series.all.map(({ labels, value }) => ({ labels, value })))
+    return series
   }
 
-  private counter (def: MetricDefinition): Counter<string> {
-    return new Counter({ name: def.name, help: def.help, labelNames: def.labelNames, registers: [this.registry] })
+  private histogram (def: MetricDefinition): ChildCache<HistogramSeries> {
+    const series = new ChildCache(def.labelNames, (labels) => new HistogramSeries(labels, def.buckets ?? []))
+    this.export(def, series, () => series.all.flatMap((one) => histogramSamples(def.name, one)))
+    return series
   }
 
-  private histogram (def: MetricDefinition): Histogram<string> {
-    return new Histogram({ name: def.name, help: def.help, labelNames: def.labelNames, buckets: [...def.buckets ?? []], registers: [this.registry] })
+  /**
+   * Registers a metric whose series we keep, so requests pay a few number writes instead of prom-client's label
+   * validation and hashing. The registry reads only name, help, type, aggregator, get() and reset() (prom-client's
+   * cluster aggregation registers such plain objects too); `name` stays writable for the OpenMetrics renaming.
+   */
+  private export (def: MetricDefinition, series: ChildCache<unknown>, samples: () => Sample[]): void {
+    const metric = {
+      name: def.name,
+      help: def.help,
+      type: def.type,
+      aggregator: 'sum',
+      get: async () => ({ name: metric.name, help: metric.help, type: metric.type, aggregator: metric.aggregator, values: samples() }),
+      reset: () => { series.clear() }
+    }
+    this.registry.registerMetric(metric as unknown as Metric)
   }
 
   /** A gauge filled from the breakers' snapshots when scraped, and only then. */
