@@ -1,4 +1,5 @@
 export * from './access-log.js'
 export * from './build-server.js'
 export * from './http-server.js'
+export * from './log-destination.js'
 export * from './request-id.js'
