@@ -397,11 +397,13 @@ routes:
   origin.mode('fail')
   t.equal((await get(`${url}/api/catalog/x`, { method: 'POST', body: 'a' })).status, 500, 'the failure that opens it (POST: not retried)')
 
-  const open = await get(`${url}/api/catalog/x?q=1`, { headers: { 'x-request-id': 'fast-fail-1' } })
+  // Quotes and a backslash are legal in a request id, and must come out escaped in the JSON body.
+  const requestId = 'fast-fail-"1\\'
+  const open = await get(`${url}/api/catalog/x?q=1`, { headers: { 'x-request-id': requestId } })
   const notFound = await get(`${url}/elsewhere`)
   t.equal(open.status, 503)
   t.equal(open.headers['content-type'], notFound.headers['content-type'], 'the same problem content type as the gateway\'s other answers')
-  t.equal(open.headers['x-request-id'], 'fast-fail-1', 'the client\'s request id is echoed')
+  t.equal(open.headers['x-request-id'], requestId, 'the client\'s request id is echoed')
   t.equal(Number(open.headers['content-length']), Buffer.byteLength(open.body))
   t.same(JSON.parse(open.body), {
     type: 'urn:breakwater:problem:BW_ERR_UPSTREAM_CIRCUIT_OPEN',
@@ -410,15 +412,16 @@ routes:
     detail: `the circuit breaker of route catalog is open; retry in ${String(open.headers['retry-after'])} s`,
     code: 'BW_ERR_UPSTREAM_CIRCUIT_OPEN',
     route: 'catalog',
-    requestId: 'fast-fail-1'
+    requestId
   })
 
-  const head = await get(`${url}/api/catalog/x`, { method: 'HEAD', headers: { 'x-request-id': 'fast-fail-2' } })
+  // An id as long as the GET's, so the two bodies are as long.
+  const head = await get(`${url}/api/catalog/x`, { method: 'HEAD', headers: { 'x-request-id': 'fast-fail-"2\\' } })
   t.equal(head.status, 503)
   t.equal(head.body, '', 'a HEAD gets the headers only')
   t.equal(head.headers['content-length'], open.headers['content-length'], 'the length of the body a GET gets')
 
-  const line = lines.find((l) => l.requestId === 'fast-fail-1')
+  const line = lines.find((l) => l.requestId === requestId)
   t.match(line, { msg: 'request', route: 'catalog', method: 'GET', url: '/api/catalog/x?q=1', status: 503, durationMs: Number }, 'one access-log line')
 
   const metrics = parsePrometheus((await get(`${url}/actuator/prometheus`)).body)
