@@ -33,6 +33,8 @@ export interface RedisStoreConnection {
   readonly client: RedisStoreClient
   /** A connection to each master (the client itself when standalone). */
   masters: () => readonly RedisStoreNode[]
+  /** Lets the commands of this event-loop turn go out in one write. */
+  coalesceWrites: () => void
   close: () => Promise<void>
 }
 
@@ -179,6 +181,7 @@ export class RedisStore implements CacheStore {
     try {
       const result = await new Promise<T>((resolve, reject) => {
         timer = setTimeout(() => reject(new RedisStoreTimeoutError(command, this.#timeoutMs)), this.#timeoutMs)
+        this.#connection.coalesceWrites()
         send().then(resolve, reject)
       })
       this.#lastError = null

@@ -42,6 +42,14 @@ export interface RedisClientOptions {
 interface ConnectionBase {
   /** `keyPrefix` from the options. */
   readonly keyPrefix: string
+  /**
+   * Holds what is written to Redis for the rest of this event-loop turn, and writes it at once at the turn's end (a
+   * cork on the socket until setImmediate): the lookups of one turn, one per request, then cost one write instead
+   * of one each. Measured on cache hits from Redis, a write per command cost as much CPU as the answer to the client.
+   * ioredis' own enableAutoPipelining does this too, but lets one pipeline be in flight at a time, and measured here
+   * took p99 at -c8 from 0.9 ms to 6.7 ms. Standalone only; in a Cluster each command goes to its node's connection.
+   */
+  coalesceWrites: () => void
   /** Disconnects at once; commands still pending are rejected. Safe to call twice. */
   close: () => Promise<void>
 }
@@ -99,7 +107,14 @@ export function createRedisClient (options: RedisClientOptions): RedisConnection
     parseRedisUrl(url, 'options.url')
     const client = new Redis(url, common)
     listen(client)
-    return { kind: 'standalone', client, keyPrefix, masters: () => [client], close: () => disconnect(client, connectTimeoutMs) }
+    return {
+      kind: 'standalone',
+      client,
+      keyPrefix,
+      masters: () => [client],
+      coalesceWrites: writeCoalescer(client),
+      close: () => disconnect(client, connectTimeoutMs)
+    }
   }
 
   if (cluster == null) throw new TypeError('expected exactly one of options.url and options.cluster, got neither')
@@ -128,7 +143,31 @@ export function createRedisClient (options: RedisClientOptions): RedisConnection
   const startupNodes = urls.map((node) => ({ host: node.hostname.replace(/^\[|\]$/g, ''), port: node.port === '' ? 6379 : Number(node.port) }))
   const client = new Cluster(startupNodes, clusterOptions)
   listen(client)
-  return { kind: 'cluster', client, keyPrefix, masters: () => client.nodes('master'), close: () => disconnect(client, connectTimeoutMs) }
+  return {
+    kind: 'cluster',
+    client,
+    keyPrefix,
+    masters: () => client.nodes('master'),
+    coalesceWrites: () => {},
+    close: () => disconnect(client, connectTimeoutMs)
+  }
+}
+
+/** ConnectionBase.coalesceWrites for one connection. */
+function writeCoalescer (client: Redis): () => void {
+  let corked: Redis['stream'] | null = null
+  const release = (): void => {
+    corked?.uncork()
+    corked = null
+  }
+  return () => {
+    // Not ready: ioredis refuses the command itself (no offline queue), nothing is written.
+    if (corked !== null || client.status !== 'ready') return
+    corked = client.stream
+    corked.cork()
+    // A setImmediate queued while immediates run still keeps the next poll from blocking: the write never waits on I/O.
+    setImmediate(release)
+  }
 }
 
 function positive (value: number, name: string): void {

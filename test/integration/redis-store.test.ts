@@ -89,6 +89,21 @@ t.test('standalone', async (t) => {
     await t.rejects(store.get(['k']), /Connection is closed/)
     t.same(store.health(), { status: 'DOWN', details: { mode: 'standalone', error: 'Connection is closed.' } })
   })
+
+  t.test('the commands of one event-loop turn are held on the socket and written together at its end', async (t) => {
+    const { store, connection } = await open(t, { url: redis.url })
+    if (connection.kind !== 'standalone') throw new Error('expected a standalone connection')
+    await store.set('{a}:1', Buffer.from('one'), 60_000)
+    await store.set('{a}:2', Buffer.from('two'), 60_000)
+    const socket = connection.client.stream
+    const gets = [store.get(['{a}:1']), store.get(['{a}:2']), store.get(['{a}:missing'])]
+    t.ok(socket.writableCorked > 0, 'corked during the turn')
+    t.ok(socket.writableLength > 0, 'the three MGETs wait in the socket\'s buffer')
+    await new Promise((resolve) => setImmediate(resolve))
+    t.equal(socket.writableCorked, 0, 'uncorked at the end of the turn')
+    t.same((await Promise.all(gets)).map((values) => values.map((value) => value?.toString() ?? null)), [['one'], ['two'], [null]],
+      'each command gets its own answer')
+  })
 })
 
 t.test('store options are checked; a purge walks SCAN to its end over many small pages', async (t) => {
