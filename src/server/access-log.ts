@@ -1,5 +1,6 @@
 // The access log: one line per finished request, written through Fastify's own LogController instead of an extra hook.
-import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
+import { pino } from 'pino'
 
 /** The fields of an access-log line, after the request id; the message is `request`. */
 export interface AccessLine {
@@ -15,8 +16,53 @@ export function accessLine (route: string | null, method: string | undefined, ur
   return { route, method, url, status, durationMs: Math.round(elapsedMs * 100) / 100 }
 }
 
+/** Logs one access line at info, with the request id first, as a request's child logger binds it. */
+export type AccessLineWriter = (requestId: string, line: AccessLine) => void
+
+/** The pino internals the fast writer reads; all are in `pino.symbols`, pino's exported names for them. */
+interface PinoInternals {
+  readonly [key: symbol]: unknown
+}
+
+/**
+ * A writer of access lines to `logger`. A line per request is the logger's hottest use: on a cache hit pino's
+ * generic path (per-field type checks and serializer lookups) cost about 0.9 µs of 15. For a plain pino logger the
+ * line is formatted here, exactly as pino formats it (checked once against pino's own serializer at start: a logger
+ * configured otherwise, with a mixin, hooks, formatters or redaction, gets `logger.info` instead), and written to the
+ * logger's destination.
+ */
+export function accessLineWriter (logger: FastifyBaseLogger): AccessLineWriter {
+  const viaLogger: AccessLineWriter = (requestId, line) => { logger.info({ requestId, ...line }, 'request') }
+  const internals = logger as unknown as PinoInternals
+  const { asJsonSym, chindingsSym, hooksSym, lsCacheSym, messageKeySym, mixinSym, needsMetadataGsym, streamSym, timeSym } = pino.symbols
+  const stream = internals[streamSym] as { write: (line: string) => unknown, [key: symbol]: unknown } | undefined
+  const hooks = internals[hooksSym] as { logMethod?: unknown, streamWrite?: unknown } | undefined
+  const info = (logger as pino.Logger).levels?.values.info
+  if (stream === undefined || info === undefined || internals[mixinSym] !== undefined || hooks?.logMethod !== undefined ||
+    hooks?.streamWrite !== undefined || stream[needsMetadataGsym] === true) return viaLogger
+  const time = (internals[timeSym] as () => string).bind(logger)
+  const head = (internals[lsCacheSym] as Record<number, string>)[info] as string
+  const chindings = internals[chindingsSym] as string
+  const tail = `,${JSON.stringify(internals[messageKeySym])}:"request"}\n`
+  const format = (timePart: string, requestId: string, line: AccessLine & { method: string, url: string }): string =>
+    `${head}${timePart}${chindings},"requestId":${JSON.stringify(requestId)},"route":${line.route === null ? 'null' : JSON.stringify(line.route)}` +
+    `,"method":${JSON.stringify(line.method)},"url":${JSON.stringify(line.url)},"status":${line.status},"durationMs":${line.durationMs}${tail}`
+
+  const probe = { route: 'r"é', method: 'GET', url: '/a?"\\\u0001é', status: 200, durationMs: 1.25 }
+  const asJson = internals[asJsonSym] as (obj: object, msg: string, level: number, time: string) => string
+  if (asJson.call(logger, { requestId: 'id"\\', ...probe }, 'request', info, ',"time":0') !== format(',"time":0', 'id"\\', probe)) return viaLogger
+
+  const isEnabled = (logger as pino.Logger).isLevelEnabled.bind(logger)
+  return (requestId, line) => {
+    if (!isEnabled('info')) return
+    if (line.method === undefined || line.url === undefined) viaLogger(requestId, line)
+    else stream.write(format(time(), requestId, line as AccessLine & { method: string, url: string }))
+  }
+}
+
 export class AccessLog extends LogController {
-  constructor (enabled: boolean) {
+  /** `write`: how a completed request's line is written (see accessLineWriter); made once the logger exists. */
+  constructor (enabled: boolean, private readonly write: AccessLineWriter) {
     super({ disableRequestLogging: !enabled, requestIdLogLabel: 'requestId' })
   }
 
@@ -26,7 +72,7 @@ export class AccessLog extends LogController {
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (this.isLogDisabled(request)) return
     const line = accessLine(request.routeId, request.method, request.url, reply.statusCode, reply.elapsedTime)
-    if (error === null || error === undefined) request.log.info(line, 'request')
+    if (error === null || error === undefined) this.write(request.id, line)
     else request.log.error({ ...line, err: error }, 'request failed')
   }
 }

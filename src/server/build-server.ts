@@ -14,7 +14,7 @@ import { GatewayMetrics, NO_EXCEPTION, NOT_FOUND_URI } from '../metrics/index.js
 import { RouteForwarder, type RetryPolicy } from '../proxy/index.js'
 import { backoffMs, BreakerRegistry, isRetryableMethod, parseRetryAfterSeconds, shouldRetry } from '../resilience/index.js'
 import { hostName, resolveDotSegments, RouteTable, type RouteMatch } from '../routing/index.js'
-import { AccessLog, accessLine } from './access-log.js'
+import { AccessLog, accessLine, accessLineWriter } from './access-log.js'
 import { closeSilentConnections, createGatewayServer, onClientError, trackConnections } from './http-server.js'
 import { requestIdFor } from './request-id.js'
 import { buildRouteCaches, type CacheLookup, type PendingLookup, type RouteCache } from './response-cache.js'
@@ -69,7 +69,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   const recordEarly = (req: IncomingMessage, route: RouteConfig, requestId: string, status: number, code: ErrorCode | null, started: number): void => {
     const elapsedMs = performance.now() - started
     metrics.observeRequest(route.id, req.method as string, route.prefix, status, elapsedMs / 1000, code ?? NO_EXCEPTION)
-    if (config.server.accessLog) app.log.info({ requestId, ...accessLine(route.id, req.method, req.url, status, elapsedMs) }, 'request')
+    if (config.server.accessLog) writeAccessLine(requestId, accessLine(route.id, req.method, req.url, status, elapsedMs))
   }
   /** The open breaker's answer before Fastify, when it refuses; false when the request goes on. */
   const refusedEarly = (req: IncomingMessage, res: ServerResponse, route: RouteConfig, started: number): boolean => {
@@ -118,7 +118,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
 
   const app = Fastify({
     ...(deps.logger === undefined ? { logger: { level: config.server.logLevel } } : { loggerInstance: deps.logger }),
-    logController: new AccessLog(config.server.accessLog),
+    logController: new AccessLog(config.server.accessLog, (requestId, line) => { writeAccessLine(requestId, line) }),
     genReqId: requestIdFor,
     trustProxy: config.server.trustProxy,
     // Refused below as a problem, like every answer of the gateway's own.
@@ -129,6 +129,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     serverFactory: (handler) => createGatewayServer(frontDoor(handler), config.server),
     clientErrorHandler: onClientError
   }) as unknown as FastifyInstance
+  const writeAccessLine = accessLineWriter(app.log)
 
   app.decorateRequest('routeId', null)
   app.decorateRequest('errorCode', null)
@@ -250,7 +251,7 @@ function buildManagementServer (config: GatewayConfig, logger: FastifyBaseLogger
   const management = Fastify({
     loggerInstance: logger,
     // Scrapes and probes every few seconds would drown the access log of the traffic that matters.
-    logController: new AccessLog(false),
+    logController: new AccessLog(false, () => {}),
     genReqId: requestIdFor,
     trustProxy: config.server.trustProxy,
     serverFactory: (handler) => createGatewayServer(handler, config.server),
