@@ -160,7 +160,8 @@ function at<T> (now: number, use: () => T): T {
  */
 export function requestCacheability (req: CacheRequest): RequestCacheability {
   if (req.method !== 'GET' && req.method !== 'HEAD') return { cacheable: false, reason: 'method' }
-  const directives = requestDirectives(req.headers)
+  // Most requests carry neither field: no directives to parse, and nothing allocated for them on every hit.
+  const directives = req.headers['cache-control'] === undefined && req.headers.pragma === undefined ? NO_DIRECTIVES : requestDirectives(req.headers)
   if (directives.has('no-store')) return { cacheable: false, reason: 'no-store' } // RFC 9111 section 5.2.1.5
   // The cache stores whole responses only; serving a full 200 to a Range request would waste what Range saves.
   if (req.headers.range !== undefined) return { cacheable: false, reason: 'range' }
@@ -480,6 +481,8 @@ function staleWindowSeconds (response: Directives, directive: 'stale-while-reval
 }
 
 /** Request Cache-Control directives, names lower-cased (RFC 9111 section 5.2); Pragma: no-cache counts without it (section 5.4). */
+const NO_DIRECTIVES: ReadonlyMap<string, string | true> = new Map()
+
 function requestDirectives (headers: HeaderFields): Map<string, string | true> {
   const directives = new Map<string, string | true>()
   const cacheControl = fieldValue(headers, 'cache-control')
