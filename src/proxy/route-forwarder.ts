@@ -73,6 +73,29 @@ const OPEN_STATUS = ERROR_TABLE[CIRCUIT_OPEN].status
 /** What Fastify makes of PROBLEM_CONTENT_TYPE on a string body; the early answer says the same. */
 const PROBLEM_CONTENT_TYPE_UTF8 = `${PROBLEM_CONTENT_TYPE}; charset=utf-8`
 
+/** A request of the gateway's own, for `send`: not a client's, so no client headers are forwarded. */
+export interface OwnRequest {
+  readonly method: 'POST'
+  /** The upstream path, with any query. */
+  readonly path: string
+  /** Set upstream over the route's `headers`; names in any case. */
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: Buffer
+  /** Bytes of the answer's body read at most; a longer one rejects. */
+  readonly maxBytes: number
+}
+
+/** What fetch and send differ in, for #capture. */
+interface CaptureCall {
+  readonly method: 'GET' | 'POST'
+  readonly path: string
+  readonly body: Buffer | null
+  readonly headersFor: (target: Target) => OutgoingHeaders
+  readonly maxBytes: number
+  /** What an answer over maxBytes rejects with, once the breaker has counted its status. */
+  readonly tooLarge: (origin: string, status: number) => Error
+}
+
 /** What a refused Upgrade answers with; the caller writes it to the raw socket. */
 export type UpgradeRefusal = (err: Error) => void
 
@@ -231,6 +254,44 @@ export class RouteForwarder {
    * `maxBytes`; a status is an answer, whatever it is (the breaker counts it as any other).
    */
   async fetch (req: IncomingMessage, requestId: string, upstreamPath: string, headers: Readonly<Record<string, string | null>>, maxBytes: number): Promise<CapturedResponse> {
+    return await this.#capture({
+      method: 'GET',
+      path: upstreamPath,
+      body: null,
+      headersFor: (target) => this.#headersFor(req, requestId, target, headers),
+      maxBytes,
+      tooLarge: () => new Error(`the answer exceeds ${maxBytes} bytes`)
+    })
+  }
+
+  /**
+   * A request of the gateway's own with a body and no client behind it (a bulk batch), through the breaker and round
+   * robin, bounded by the route's timeout, its answer read whole. Sent with `request.headers` over the route's
+   * `headers`, and the upstream's Host. Rejects with the gateway's errors: BW_ERR_UPSTREAM_CIRCUIT_OPEN (503, the
+   * detail says when to retry) when the breaker refuses, BW_ERR_UPSTREAM_TIMEOUT (504) or _UNREACHABLE (502) when the
+   * upstream fails, BW_ERR_UPSTREAM_BAD_RESPONSE (502) for an answer over `request.maxBytes`. Any status is an answer;
+   * the breaker counts the route's `failureStatuses` as failures, as for any other call.
+   */
+  async send (request: OwnRequest): Promise<CapturedResponse> {
+    return await this.#capture({
+      method: request.method,
+      path: request.path,
+      body: request.body,
+      headersFor: (target) => {
+        const headers: OutgoingHeaders = { ...this.route.headers }
+        for (const name in request.headers) headers[name.toLowerCase()] = request.headers[name] as string
+        headers.host = target.host
+        return headers
+      },
+      maxBytes: request.maxBytes,
+      // The status is known but its body is not: the caller cannot tell which items the upstream took.
+      tooLarge: (origin, status) => gatewayError('BW_ERR_UPSTREAM_BAD_RESPONSE', `${origin} answered ${status} with more than ${request.maxBytes} bytes`)
+    })
+  }
+
+  /** fetch and send: one call through the breaker to the next upstream, its answer read whole up to `maxBytes`. */
+  async #capture (call: CaptureCall): Promise<CapturedResponse> {
+    const { maxBytes } = call
     const guard = this.#guard
     const permit = guard?.tryAcquire() ?? null
     if (permit !== null && !permit.permitted) {
@@ -245,9 +306,10 @@ export class RouteForwarder {
     let answer: Dispatcher.ResponseData
     try {
       answer = await target.pool.request({
-        path: upstreamPath,
-        method: 'GET',
-        headers: this.#headersFor(req, requestId, target, headers),
+        path: call.path,
+        method: call.method,
+        headers: call.headersFor(target),
+        body: call.body,
         headersTimeout: route.timeoutMs,
         bodyTimeout: route.timeoutMs
       })
@@ -275,7 +337,7 @@ export class RouteForwarder {
       throw error
     }
     settle(failed ? 'failure' : 'success', failed ? `upstream answered ${status}` : undefined)
-    if (bytes > maxBytes) throw new Error(`the answer exceeds ${maxBytes} bytes`)
+    if (bytes > maxBytes) throw call.tooLarge(target.origin, status)
     return { status, headers: clientResponseHeaders(answer.headers), body: Buffer.concat(chunks, bytes) }
   }
 
