@@ -26,6 +26,32 @@ export interface ActuatorOptions {
   readonly ready: () => boolean
   /** The response cache: its store's health and purges. Default: no cache. */
   readonly cache?: CacheActuator
+  /** The bulk routes: their queues and dead letters. Default: none. */
+  readonly bulk?: BulkActuator
+}
+
+/** What GET /actuator/bulk shows of one bulk route. */
+export interface BulkRouteStatus {
+  readonly mode: 'sync' | 'async'
+  /** Whether an accepted item survives a crash of this process (async mode with Redis). */
+  readonly durable: boolean
+  /** Accepted, waiting for a batch. */
+  readonly pending: number
+  /** In batches sent and not answered yet. */
+  readonly inFlight: number
+  /** Items that failed for good in async mode, kept for a redrive. */
+  readonly deadLetters: number
+  /** How long the oldest waiting item has waited, in ms; 0 when none waits. */
+  readonly oldestItemAgeMs: number
+}
+
+/** What the actuator needs of the bulk routes. */
+export interface BulkActuator {
+  /** The ids of the routes with a `bulk:` block. */
+  readonly routes: readonly string[]
+  readonly status: () => Promise<Record<string, BulkRouteStatus>>
+  /** Puts route `routeId`'s dead letters back in its queue, oldest first; how many went. */
+  readonly redrive: (routeId: string) => Promise<number>
 }
 
 /** What the actuator needs of the response cache. */
@@ -49,7 +75,7 @@ const BODY_LIMIT_BYTES = 16 * 1024
 
 /** Registers every endpoint under /actuator, in its own encapsulated context. */
 export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOptions): Promise<void> {
-  const { metrics, breakers, info, ready, cache } = options
+  const { metrics, breakers, info, ready, cache, bulk } = options
   /** Components besides the circuit breakers: the cache's store, when it is Redis. */
   const components = (): Record<string, HealthComponent> => {
     const redis = cache?.health() ?? null
@@ -106,6 +132,8 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     return {
       _links: {
         self: link(''),
+        bulk: link('/bulk'),
+        'bulk-route-redrive': link('/bulk/{route}/redrive'),
         circuitbreakers: link('/circuitbreakers'),
         'circuitbreakers-name': link('/circuitbreakers/{name}'),
         circuitbreakerevents: link('/circuitbreakerevents'),
@@ -179,6 +207,14 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     }
     const purged = await cache.purge(route, prefix)
     return { route, prefix: prefix ?? null, purged }
+  })
+
+  app.get(`${ACTUATOR_PREFIX}/bulk`, async () => ({ routes: bulk === undefined ? {} : await bulk.status() }))
+
+  app.post<{ Params: { route: string } }>(`${ACTUATOR_PREFIX}/bulk/:route/redrive`, async (request) => {
+    const { route } = request.params
+    if (bulk === undefined || !bulk.routes.includes(route)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no bulk route named ${route}`)
+    return { route, redriven: await bulk.redrive(route) }
   })
 
   // Anything else under /actuator: a problem of the actuator's own, after the token check for state-changing methods.

@@ -198,6 +198,19 @@ export class Coalescer<T, R> {
     return head === undefined ? 0 : Math.max(0, this.#clock.now() - head.at)
   }
 
+  /** Whether `add` refuses for maxPending now: as many items are waiting or in flight. */
+  get full (): boolean {
+    return this.pending + this.#inFlightItems >= this.maxPending
+  }
+
+  /**
+   * The wait a refusal suggests, in ms: how long the last batch took (a batch's worth of items frees when one
+   * settles), at least maxWaitMs, rounded up.
+   */
+  get retryAfterMs (): number {
+    return Math.ceil(Math.max(this.maxWaitMs, this.#lastBatchMs))
+  }
+
   /** Whether close() was called: every add is refused. */
   get closed (): boolean {
     return this.#closed
@@ -214,9 +227,7 @@ export class Coalescer<T, R> {
       return Promise.reject(new RangeError(`expected bytes to be a non-negative number, got ${String(bytes)}`))
     }
     if (this.#closed) return Promise.reject(new CoalescerClosedError())
-    if (this.pending + this.#inFlightItems >= this.maxPending) {
-      return Promise.reject(new CoalescerFullError(this.maxPending, Math.ceil(Math.max(this.maxWaitMs, this.#lastBatchMs))))
-    }
+    if (this.full) return Promise.reject(new CoalescerFullError(this.maxPending, this.retryAfterMs))
     return new Promise<R>((resolve, reject) => {
       this.#queue.push({ item, bytes, at: this.#clock.now(), seq: this.#nextSeq++, resolve, reject })
       this.#pendingBytes += bytes

@@ -11,7 +11,9 @@ import {
   DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_SLOW_CALL_THRESHOLD, isReservedPath, RESERVED_PREFIX,
   DEFAULT_CACHE_MAX_OBJECT_SIZE, DEFAULT_MEMORY_TIER_ENTRIES, DEFAULT_MEMORY_TIER_TTL, DEFAULT_REDIS_COMMAND_TIMEOUT,
   DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, REDIS_URL_ENV,
-  type BreakerConfig, type CacheConfig, type ConfigFile, type GatewayConfig, type RedisConfig, type RetryConfig,
+  DEFAULT_BULK_BATCH_SIZE, DEFAULT_BULK_CONCURRENCY, DEFAULT_BULK_FORMAT, DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_PENDING,
+  DEFAULT_BULK_MAX_WAIT, DEFAULT_BULK_MODE, DEFAULT_BULK_RETRIES, DEFAULT_BULK_RETRY_BACKOFF, DEFAULT_BULK_RETRY_MAX_BACKOFF,
+  type BreakerConfig, type BulkConfig, type CacheConfig, type ConfigFile, type GatewayConfig, type RedisConfig, type RetryConfig,
   type RouteConfig, type ServerConfig
 } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
@@ -161,6 +163,8 @@ function pathOf (instancePath: string): Array<string | number> {
   })
 }
 
+const ROUTE_KEYS = ConfigSchema.properties.routes.items.properties
+
 const show = (value: unknown): string => value === undefined ? 'nothing' : JSON.stringify(value)
 const article = (noun: string): string => `${/^[aeiou]/.test(noun) ? 'an' : 'a'} ${noun}`
 
@@ -172,6 +176,10 @@ function reportSchemaError (error: ErrorObject, at: (path: Path, message: string
     case 'additionalProperties': {
       const key = String(params.additionalProperty)
       const known = Object.keys((error.parentSchema as { properties?: object }).properties ?? {})
+      if (path.length === 1 && path[0] === 'defaults' && Object.hasOwn(ROUTE_KEYS, key)) {
+        at([...path, key], `${key} is set on each route, not under defaults`, true)
+        return
+      }
       at([...path, key], `unknown key (known keys: ${known.join(', ')})`, true)
       return
     }
@@ -237,6 +245,7 @@ function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onK
     checkRewritePrefix(route.rewritePrefix, here('rewritePrefix'), at)
     checkHost(route.host, here('host'), at)
     checkCache(route.cache, here('cache'), raw.redis !== undefined, at)
+    checkBulk(route.bulk, route.methods ?? defaults.methods, route.methods === undefined, here('bulk'), at)
     if (typeof route.prefix !== 'string' || !route.prefix.startsWith('/')) return
     const prefix = canonicalPrefix(route.prefix)
     if (prefix === null) {
@@ -288,6 +297,40 @@ function checkCache (value: unknown, path: Path, hasRedis: boolean, at: (path: P
   }
   // Without Redis the store is already in this process: a second in-process tier would only hold copies.
   if (value.memory !== undefined && !hasRedis) at([...path, 'memory'], 'an in-process tier needs a redis: block to sit in front of', true)
+}
+
+/** A duration the schema accepts, in ms; null for anything else, which the schema already reported. */
+function durationMsOf (value: unknown): number | null {
+  if (typeof value !== 'string') return null
+  try {
+    return parseDurationMs(value)
+  } catch {
+    return null
+  }
+}
+
+function checkBulk (value: unknown, methods: unknown, methodsFromDefaults: boolean, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  if (!isObject(value)) return
+  if (Array.isArray(methods) && !methods.includes('POST')) {
+    at(path, `a bulk route coalesces POST requests: add POST to methods${methodsFromDefaults ? ' (the route\'s methods come from defaults)' : ''}`, true)
+  }
+  // Past maxPending new items are refused, so a batch that needs more than that to fill never fills by count.
+  const batchSize = value.batchSize ?? DEFAULT_BULK_BATCH_SIZE
+  if (typeof batchSize === 'number' && typeof value.maxPending === 'number' && value.maxPending < batchSize) {
+    const limit = value.batchSize === undefined ? `${DEFAULT_BULK_BATCH_SIZE} by default` : String(batchSize)
+    at([...path, 'maxPending'], `expected at least batchSize (${limit}), got ${show(value.maxPending)}: a batch could never fill, so each would wait out maxWait`)
+  }
+  const retry = isObject(value.retry) ? value.retry : {}
+  const backoffMs = durationMsOf(retry.backoff ?? DEFAULT_BULK_RETRY_BACKOFF)
+  const maxBackoffMs = durationMsOf(retry.maxBackoff ?? DEFAULT_BULK_RETRY_MAX_BACKOFF)
+  if (backoffMs === null || maxBackoffMs === null || backoffMs <= maxBackoffMs) return
+  // Said at the key the user wrote: the defaults alone are consistent.
+  if (retry.backoff === undefined) {
+    at([...path, 'retry', 'maxBackoff'], `expected at least backoff (${DEFAULT_BULK_RETRY_BACKOFF} by default), got ${show(retry.maxBackoff)}`)
+  } else {
+    const limit = retry.maxBackoff === undefined ? `${DEFAULT_BULK_RETRY_MAX_BACKOFF} by default` : String(retry.maxBackoff)
+    at([...path, 'retry', 'backoff'], `expected at most maxBackoff (${limit}), got ${show(retry.backoff)}`)
+  }
 }
 
 function checkUpstream (value: unknown, path: Path, at: (path: Path, message: string) => void): void {
@@ -377,7 +420,8 @@ function resolve (raw: ConfigFile, source: string, redisUrl: string | undefined)
       // A route's breaker and retry blocks refine the defaults' key by key.
       breaker: resolveBreaker({ ...defaults.breaker, ...route.breaker }),
       retry: resolveRetry(route.retry === undefined && defaults.retry === undefined ? null : { ...defaults.retry, ...route.retry }),
-      cache: route.cache === undefined && defaults.cache === undefined ? null : resolveCache({ ...defaults.cache, ...route.cache })
+      cache: route.cache === undefined && defaults.cache === undefined ? null : resolveCache({ ...defaults.cache, ...route.cache }),
+      bulk: route.bulk === undefined ? null : resolveBulk(route.bulk)
     }
   })
   const management = raw.management ?? {}
@@ -415,6 +459,27 @@ function resolveCache (cache: NonNullable<NonNullable<ConfigFile['defaults']>['c
     memory: cache.memory === undefined
       ? null
       : { maxEntries: cache.memory.maxEntries ?? DEFAULT_MEMORY_TIER_ENTRIES, ttlMs: parseDurationMs(cache.memory.ttl ?? DEFAULT_MEMORY_TIER_TTL) }
+  }
+}
+
+function resolveBulk (bulk: NonNullable<NonNullable<ConfigFile['routes']>[number]['bulk']>): BulkConfig {
+  const retry = bulk.retry ?? {}
+  const maxWait = bulk.maxWait ?? DEFAULT_BULK_MAX_WAIT
+  return {
+    path: bulk.path,
+    batchSize: bulk.batchSize ?? DEFAULT_BULK_BATCH_SIZE,
+    maxBatchBytes: parseSizeBytes(bulk.maxBatchBytes ?? DEFAULT_BULK_MAX_BATCH_BYTES),
+    // The one duration that may be zero (the schema allows it here only); parseDurationMs refuses zero for every other key.
+    maxWaitMs: /^0[a-z]+$/.test(maxWait) ? 0 : parseDurationMs(maxWait),
+    format: bulk.format ?? DEFAULT_BULK_FORMAT,
+    mode: bulk.mode ?? DEFAULT_BULK_MODE,
+    concurrency: bulk.concurrency ?? DEFAULT_BULK_CONCURRENCY,
+    maxPending: bulk.maxPending ?? DEFAULT_BULK_MAX_PENDING,
+    retry: {
+      retries: retry.retries ?? DEFAULT_BULK_RETRIES,
+      backoffMs: parseDurationMs(retry.backoff ?? DEFAULT_BULK_RETRY_BACKOFF),
+      maxBackoffMs: parseDurationMs(retry.maxBackoff ?? DEFAULT_BULK_RETRY_MAX_BACKOFF)
+    }
   }
 }
 

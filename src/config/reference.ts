@@ -29,6 +29,8 @@ interface Row { key: string, type: string, default: string, description: string 
 
 const code = (value: unknown): string => `\`${typeof value === 'string' ? value : JSON.stringify(value)}\``
 const cell = (text: string): string => text.replace(/\|/g, '\\|')
+/** `a`, `a and b`, `a, b and c` (the items are key names: no commas of their own). */
+const list = (items: readonly string[]): string => items.join(', ').replace(/, ([^,]*)$/, ' and $1')
 
 const PLURALS: Readonly<Record<string, string>> = { string: 'strings', integer: 'integers', number: 'numbers', boolean: 'booleans', object: 'maps' }
 
@@ -77,7 +79,7 @@ function walk (key: string, schema: JsonSchema, required: boolean, rows: Row[], 
       const except = Object.keys(route.properties ?? {}).filter((name) => schema.properties?.[name] === undefined)
       rows.push({
         key: `${key}.<route key>`,
-        type: `any \`routes[]\` key but ${except.map(code).join(' and ')}`,
+        type: `any \`routes[]\` key but ${list(except.map(code))}`,
         default: '',
         description: schema.description ?? ''
       })
@@ -103,7 +105,7 @@ export function renderConfigReference (): string {
   const policyKeys = Object.keys(schema.properties?.defaults?.properties ?? {})
   const routeOnly = Object.keys(route.properties ?? {}).filter((name) => !policyKeys.includes(name))
   const lines = [
-    `Every \`routes[]\` key except ${routeOnly.map(code).join(' and ')} may also be set under \`defaults\`, for every route that does not set it.`,
+    `Every \`routes[]\` key except ${list(routeOnly.map(code))} may also be set under \`defaults\`, for every route that does not set it.`,
     '',
     '| key | type | default | description |',
     '|---|---|---|---|',

@@ -47,6 +47,16 @@ export const DEFAULT_REDIS_COMMAND_TIMEOUT = '100ms'
 export const DEFAULT_CACHE_MAX_OBJECT_SIZE = '1mb'
 export const DEFAULT_MEMORY_TIER_ENTRIES = 10_000
 export const DEFAULT_MEMORY_TIER_TTL = '1s'
+export const DEFAULT_BULK_BATCH_SIZE = 1000
+export const DEFAULT_BULK_MAX_BATCH_BYTES = '5mb'
+export const DEFAULT_BULK_MAX_WAIT = '50ms'
+export const DEFAULT_BULK_FORMAT: BulkFormatName = 'json-array'
+export const DEFAULT_BULK_MODE: BulkMode = 'sync'
+export const DEFAULT_BULK_CONCURRENCY = 2
+export const DEFAULT_BULK_MAX_PENDING = 100_000
+export const DEFAULT_BULK_RETRIES = 5
+export const DEFAULT_BULK_RETRY_BACKOFF = '100ms'
+export const DEFAULT_BULK_RETRY_MAX_BACKOFF = '5s'
 /** Entries the embedded store (no `redis:` block) holds across all routes before it evicts the least recently used. */
 export const DEFAULT_MEMORY_STORE_ENTRIES = 10_000
 /** The environment variable that configures a standalone Redis when the file has no `redis:` block. */
@@ -65,6 +75,12 @@ export type BreakerMode = typeof BREAKER_MODES[number]
 /** Failures that are not an HTTP status: the connection could not be made or was reset, or the route's timeout passed. */
 export const RETRY_CONDITIONS = ['connect', 'timeout'] as const
 export type RetryCondition = typeof RETRY_CONDITIONS[number]
+/** How a batch's items are put in one body: a JSON array, or one JSON text per line (application/x-ndjson). */
+export const BULK_FORMATS = ['json-array', 'ndjson'] as const
+export type BulkFormatName = typeof BULK_FORMATS[number]
+/** `sync`: each client waits for its own item's result; `async`: 202 once the item is durably queued. */
+export const BULK_MODES = ['sync', 'async'] as const
+export type BulkMode = typeof BULK_MODES[number]
 
 const percent = (description: string, defaultValue?: number): TNumber =>
   Type.Number({ exclusiveMinimum: 0, maximum: 100, description, default: defaultValue, 'x-expected': 'a percentage above 0, at most 100' })
@@ -111,6 +127,29 @@ const Cache = Type.Object({
   }, { additionalProperties: false, description: 'An in-process tier in front of Redis (only with `redis:`). Default: none' }))
 }, { additionalProperties: false, description: 'Cache GET and HEAD answers as a shared cache (RFC 9111)' })
 
+/** A request-target path with any query: printable ASCII without spaces or `#` (undici refuses the rest). */
+const BULK_PATH_PATTERN = '^/[\\x21\\x22\\x24-\\x7e]*$'
+/** Unlike other durations, a zero `maxWait` is useful: each item goes as soon as a batch slot is free. */
+const ZERO_OR_DURATION_PATTERN = '^(0|[1-9][0-9]*)(ms|s|m|h)$'
+
+const BulkRetry = Type.Object({
+  retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 20, default: DEFAULT_BULK_RETRIES, description: 'Extra attempts at a batch after the first', 'x-expected': 'an integer from 0 to 20' })),
+  backoff: Type.Optional(duration('Base of the exponential backoff between attempts, with full jitter', DEFAULT_BULK_RETRY_BACKOFF)),
+  maxBackoff: Type.Optional(duration('Longest wait between attempts; at least `backoff`', DEFAULT_BULK_RETRY_MAX_BACKOFF))
+}, { additionalProperties: false, description: 'Retries of a batch left unanswered (5xx, timeout, connect error, open breaker), each sent with the same X-Bulk-Batch-Id so the upstream can de-duplicate' })
+
+const Bulk = Type.Object({
+  path: Type.String({ pattern: BULK_PATH_PATTERN, description: 'The upstream\'s bulk endpoint, with any query, sent as is (no `rewritePrefix`)', 'x-expected': 'a path like /api/events/_bulk (printable ASCII, no spaces or #)' }),
+  batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, default: DEFAULT_BULK_BATCH_SIZE, description: 'A batch goes as soon as this many items are pending', 'x-expected': 'an integer from 1 to 100000' })),
+  maxBatchBytes: Type.Optional(size('A batch goes as soon as its items reach this many bytes; a larger item goes alone', DEFAULT_BULK_MAX_BATCH_BYTES)),
+  maxWait: Type.Optional(Type.String({ pattern: ZERO_OR_DURATION_PATTERN, default: DEFAULT_BULK_MAX_WAIT, description: 'A batch goes when its oldest item has waited this long; `0ms` sends each item as soon as a batch slot is free', 'x-expected': 'a duration like 50ms (0ms allowed)' })),
+  format: Type.Optional(Type.Unsafe<BulkFormatName>({ type: 'string', enum: [...BULK_FORMATS], default: DEFAULT_BULK_FORMAT, description: '`json-array`: the batch is one JSON array (application/json); `ndjson`: one item per line (application/x-ndjson)' })),
+  mode: Type.Optional(Type.Unsafe<BulkMode>({ type: 'string', enum: [...BULK_MODES], default: DEFAULT_BULK_MODE, description: '`sync`: each client waits for its own item\'s result; `async`: 202 once the item is durably queued' })),
+  concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: DEFAULT_BULK_CONCURRENCY, description: 'Batches in flight at once; further ones wait, still pending', 'x-expected': 'an integer from 1 to 64' })),
+  maxPending: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_BULK_MAX_PENDING, description: 'Items accepted and not yet finished (pending and in flight); past it, 503 with Retry-After, and nothing already accepted is dropped. At least `batchSize`' })),
+  retry: Type.Optional(BulkRetry)
+}, { additionalProperties: false, description: 'Coalesce the route\'s POSTs, one JSON item each, into batches sent to the upstream\'s bulk endpoint; each client is answered with its own item\'s result' })
+
 /** Route keys that may also be set once for all routes under `defaults:`. */
 const routePolicy = {
   methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true, description: 'Methods this route serves; others get 405 with `Allow`. Default: all methods' })),
@@ -135,7 +174,8 @@ const routePolicy = {
 const Route = Type.Object({
   id: Type.String({ pattern: ROUTE_ID_PATTERN, description: 'Unique route id: the metric label and breaker name', 'x-expected': 'an id like catalog (lower case letters, digits, - and _)' }),
   prefix: Type.String({ pattern: '^/', description: 'Path prefix, matched on segment boundaries; the longest matching prefix wins', 'x-expected': 'a path starting with /' }),
-  ...routePolicy
+  ...routePolicy,
+  bulk: Type.Optional(Bulk)
 }, { additionalProperties: false })
 
 const Defaults = Type.Object(routePolicy, { additionalProperties: false, description: 'Route keys applied to every route that does not set them' })
@@ -208,6 +248,27 @@ export interface RouteConfig {
   readonly retry: RetryConfig
   /** null: the route does not cache. */
   readonly cache: CacheConfig | null
+  /** null: the route does not coalesce writes. */
+  readonly bulk: BulkConfig | null
+}
+
+/** A route's write coalescing: its POSTs are gathered into batches toward `path`. */
+export interface BulkConfig {
+  /** The upstream's bulk endpoint, starting with /; sent as is (no prefix rewrite). */
+  readonly path: string
+  /** Items per batch at most, 1 to 100000; never above `maxPending`. */
+  readonly batchSize: number
+  readonly maxBatchBytes: number
+  /** 0: each item goes as soon as a batch slot is free. */
+  readonly maxWaitMs: number
+  readonly format: BulkFormatName
+  readonly mode: BulkMode
+  /** Batches in flight at once, 1 to 64. */
+  readonly concurrency: number
+  /** Items accepted and not yet finished (pending plus in flight); at least `batchSize`. */
+  readonly maxPending: number
+  /** Extra attempts at a failed batch, with exponential backoff and full jitter between `backoffMs` and `maxBackoffMs`. */
+  readonly retry: { readonly retries: number, readonly backoffMs: number, readonly maxBackoffMs: number }
 }
 
 export interface CacheConfig {

@@ -8,7 +8,7 @@ export interface MetricDefinition {
   readonly help: string
   readonly type: MetricType
   readonly labelNames: readonly string[]
-  /** Histogram bucket upper bounds, in seconds. */
+  /** Histogram bucket upper bounds, in seconds (in items for bulk_batch_size). */
   readonly buckets?: readonly number[]
 }
 
@@ -30,6 +30,15 @@ export type CacheStoreKind = typeof CACHE_STORES[number]
 /** `reason` of cache_stale_served_total: stale-while-revalidate, the upstream failed, the breaker is open. */
 export const STALE_REASONS = ['swr', 'error', 'breaker'] as const
 export type StaleReason = typeof STALE_REASONS[number]
+
+/** `outcome` of bulk_items_total: taken in, delivered to the upstream, failed for good, refused at the door. */
+export const BULK_ITEM_OUTCOMES = ['accepted', 'delivered', 'failed', 'rejected'] as const
+export type BulkItemOutcome = typeof BULK_ITEM_OUTCOMES[number]
+/** `outcome` of bulk_batches_total, one per attempt: the upstream took it, another attempt follows, it failed for good. */
+export const BULK_BATCH_OUTCOMES = ['success', 'retry', 'failed'] as const
+export type BulkBatchOutcome = typeof BULK_BATCH_OUTCOMES[number]
+/** Items per batch: from a lone item after maxWait up to the largest batchSize (100000). */
+export const BULK_BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 100000] as const
 
 /** Spring's `outcome` tag (org.springframework.boot.actuate.metrics.http.Outcome). */
 export const OUTCOMES = ['INFORMATIONAL', 'SUCCESS', 'REDIRECTION', 'CLIENT_ERROR', 'SERVER_ERROR', 'UNKNOWN'] as const
@@ -147,6 +156,45 @@ export const METRICS = {
     help: 'Cache store operations that failed or timed out, by operation',
     type: 'counter',
     labelNames: ['operation']
+  },
+  // The write coalescing issue's metrics.
+  bulkItems: {
+    name: 'bulk_items_total',
+    help: 'Single writes on a bulk route, by route and outcome: accepted, delivered, failed, rejected',
+    type: 'counter',
+    labelNames: ['route', 'outcome']
+  },
+  bulkBatches: {
+    name: 'bulk_batches_total',
+    help: 'Attempts at sending a batch upstream, by route and outcome: success, retry (another attempt follows), failed',
+    type: 'counter',
+    labelNames: ['route', 'outcome']
+  },
+  bulkBatchSize: {
+    name: 'bulk_batch_size',
+    help: 'Items per batch sent upstream, by route',
+    type: 'histogram',
+    labelNames: ['route'],
+    buckets: BULK_BATCH_SIZE_BUCKETS
+  },
+  bulkFlushDuration: {
+    name: 'bulk_flush_duration_seconds',
+    help: 'Time from sending a batch to its last result, retries included, by route',
+    type: 'histogram',
+    labelNames: ['route'],
+    buckets: LATENCY_BUCKETS_SECONDS
+  },
+  bulkPending: {
+    name: 'bulk_pending_items',
+    help: 'Items accepted and not yet delivered or failed (waiting or in a batch in flight), by route',
+    type: 'gauge',
+    labelNames: ['route']
+  },
+  bulkDeadLetters: {
+    name: 'bulk_dead_letter_items',
+    help: 'Items in the route\'s dead-letter store, by route',
+    type: 'gauge',
+    labelNames: ['route']
   }
 } as const satisfies Record<string, MetricDefinition>
 

@@ -5,8 +5,9 @@ import {
 import type { BreakerSnapshot } from '../resilience/types.js'
 import { BREAKER_STATES } from '../resilience/types.js'
 import {
-  BREAKER_CALL_KINDS, CACHE_OPERATIONS, METRICS, RETRY_CALL_KINDS, type BreakerCallKind, type CacheOperation, type CacheStoreKind,
-  type MetricDefinition, type Outcome, type RetryCallKind, type StaleReason
+  BREAKER_CALL_KINDS, BULK_BATCH_OUTCOMES, BULK_ITEM_OUTCOMES, CACHE_OPERATIONS, METRICS, RETRY_CALL_KINDS, type BreakerCallKind,
+  type BulkBatchOutcome, type BulkItemOutcome, type CacheOperation, type CacheStoreKind, type MetricDefinition, type Outcome,
+  type RetryCallKind, type StaleReason
 } from './definitions.js'
 
 /** The `uri` of a request that matched no route, as Spring tags an unmapped 404. */
@@ -19,6 +20,17 @@ export const OPENMETRICS_CONTENT_TYPE = openMetricsContentType
 
 /** The breakers to report, read at every scrape (so their gauges cost nothing per request). */
 export type BreakerSnapshotSource = () => Iterable<BreakerSnapshot>
+
+/** A bulk route's gauges, read at every scrape. */
+export interface BulkGauges {
+  readonly route: string
+  /** Items accepted and not yet delivered or failed. */
+  readonly pending: number
+  readonly deadLetters: number
+}
+
+/** The bulk routes to report; a durable queue's counts live in Redis, hence the promise. It must not reject: a failed read reports the last figures. */
+export type BulkGaugeSource = () => Promise<readonly BulkGauges[]>
 
 export interface GatewayMetricsOptions {
   /** Breakers whose state and rates are exported. Default: none (see `setBreakerSource`). */
@@ -47,8 +59,8 @@ class CounterSeries {
   value = 0
   constructor (readonly labels: Labels) {}
 
-  inc (): void {
-    this.value++
+  inc (by = 1): void {
+    this.value += by
   }
 }
 
@@ -151,6 +163,13 @@ export class GatewayMetrics {
   private readonly cacheStale: ChildCache<CounterSeries>
   private readonly cacheBypass: ChildCache<CounterSeries>
   private readonly cacheErrors: ChildCache<CounterSeries>
+  private readonly bulkItems: ChildCache<CounterSeries>
+  private readonly bulkBatches: ChildCache<CounterSeries>
+  private readonly bulkBatchSizes: ChildCache<HistogramSeries>
+  private readonly bulkFlushes: ChildCache<HistogramSeries>
+  private bulkGauges: BulkGaugeSource = async () => []
+  /** The bulk source's answer for the scrape under way: the registry collects every metric in one turn, so both gauges share one read. */
+  private bulkRead: Promise<readonly BulkGauges[]> | null = null
   /** Counter names as registered: prom-client strips `_total` from them while rendering OpenMetrics. */
   private readonly counterNames = new Map<{ name: string }, string>()
   private scrapes: Promise<unknown> = Promise.resolve()
@@ -171,6 +190,10 @@ export class GatewayMetrics {
     this.cacheStale = this.counter(METRICS.cacheStaleServed)
     this.cacheBypass = this.counter(METRICS.cacheBypass)
     this.cacheErrors = this.counter(METRICS.cacheErrors)
+    this.bulkItems = this.counter(METRICS.bulkItems)
+    this.bulkBatches = this.counter(METRICS.bulkBatches)
+    this.bulkBatchSizes = this.histogram(METRICS.bulkBatchSize)
+    this.bulkFlushes = this.histogram(METRICS.bulkFlushDuration)
 
     this.breakerGauge(METRICS.breakerState, (gauge, b) => {
       for (const state of BREAKER_STATES) gauge.set({ name: b.name, state: state.toLowerCase() }, b.state === state ? 1 : 0)
@@ -185,6 +208,8 @@ export class GatewayMetrics {
     })
     this.breakerGauge(METRICS.breakerFailureRate, (gauge, b) => { gauge.set({ name: b.name }, b.failureRate) })
     this.breakerGauge(METRICS.breakerSlowCallRate, (gauge, b) => { gauge.set({ name: b.name }, b.slowCallRate) })
+    this.bulkGauge(METRICS.bulkPending, (gauge, b) => { gauge.set({ route: b.route }, b.pending) })
+    this.bulkGauge(METRICS.bulkDeadLetters, (gauge, b) => { gauge.set({ route: b.route }, b.deadLetters) })
 
     for (const metric of this.registry.getMetricsAsArray() as unknown as Array<{ type: string, name: string }>) {
       if (metric.type === 'counter') this.counterNames.set(metric, metric.name)
@@ -233,6 +258,37 @@ export class GatewayMetrics {
   observeCacheOperation (operation: CacheOperation, store: CacheStoreKind, seconds: number, failed: boolean): void {
     this.cacheOperations.get([operation, store]).observe(seconds)
     if (failed) this.cacheErrors.get([operation]).inc()
+  }
+
+  /** Exports bulk route `route`'s item and batch series at zero before its first write, as Resilience4j registers its meters. */
+  declareBulk (route: string): void {
+    for (const outcome of BULK_ITEM_OUTCOMES) this.bulkItems.get([route, outcome])
+    for (const outcome of BULK_BATCH_OUTCOMES) this.bulkBatches.get([route, outcome])
+  }
+
+  /** `count` single writes on bulk route `route` reached `outcome`. */
+  countBulkItems (route: string, outcome: BulkItemOutcome, count: number): void {
+    this.bulkItems.get([route, outcome]).inc(count)
+  }
+
+  /** One attempt at a batch, and how it ended. */
+  countBulkBatch (route: string, outcome: BulkBatchOutcome): void {
+    this.bulkBatches.get([route, outcome]).inc()
+  }
+
+  /** A batch of `size` items was sent. */
+  observeBulkBatchSize (route: string, size: number): void {
+    this.bulkBatchSizes.get([route]).observe(size)
+  }
+
+  /** A batch settled, `seconds` after it was sent (retries included). */
+  observeBulkFlush (route: string, seconds: number): void {
+    this.bulkFlushes.get([route]).observe(seconds)
+  }
+
+  /** Where the bulk gauges are read from at each scrape. */
+  setBulkGaugeSource (source: BulkGaugeSource): void {
+    this.bulkGauges = source
   }
 
   /** Replaces the breakers reported (the resilience registry, once it is built). */
@@ -317,6 +373,25 @@ export class GatewayMetrics {
   }
 
   /** A gauge filled from the breakers' snapshots when scraped, and only then. */
+  /** A gauge filled from the bulk routes' figures when scraped. */
+  private bulkGauge (def: MetricDefinition, fill: (gauge: Gauge<string>, figures: BulkGauges) => void): void {
+    const gauge: Gauge<string> = new Gauge({
+      name: def.name,
+      help: def.help,
+      labelNames: def.labelNames,
+      registers: [this.registry],
+      collect: async () => {
+        if (this.bulkRead === null) {
+          this.bulkRead = this.bulkGauges()
+          setImmediate(() => { this.bulkRead = null })
+        }
+        const all = await this.bulkRead
+        gauge.reset()
+        for (const figures of all) fill(gauge, figures)
+      }
+    })
+  }
+
   private breakerGauge (def: MetricDefinition, fill: (gauge: Gauge<string>, snapshot: BreakerSnapshot) => void): void {
     const gauge: Gauge<string> = new Gauge({
       name: def.name,

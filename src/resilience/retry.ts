@@ -34,7 +34,7 @@ export function shouldRetry (config: RetryConfig, failure: AttemptFailure): bool
  * A `Retry-After` (in seconds, from a 503) replaces it, capped at `maxBackoffMs`.
  * @param random a uniform number in [0, 1); tests pass a fixed one
  */
-export function backoffMs (config: RetryConfig, attempt: number, random: () => number = Math.random, retryAfterSeconds?: number): number {
+export function backoffMs (config: Pick<RetryConfig, 'backoffMs' | 'maxBackoffMs'>, attempt: number, random: () => number = Math.random, retryAfterSeconds?: number): number {
   if (retryAfterSeconds !== undefined && Number.isFinite(retryAfterSeconds) && retryAfterSeconds >= 0) {
     return Math.min(config.maxBackoffMs, retryAfterSeconds * 1000)
   }

@@ -15,6 +15,7 @@ import { RouteForwarder, type RetryPolicy } from '../proxy/index.js'
 import { backoffMs, BreakerRegistry, isRetryableMethod, parseRetryAfterSeconds, shouldRetry } from '../resilience/index.js'
 import { hostName, resolveDotSegments, RouteTable, type RouteMatch } from '../routing/index.js'
 import { AccessLog, accessLine, accessLineWriter } from './access-log.js'
+import { buildBulkRoutes } from './bulk-routes.js'
 import { closeSilentConnections, createGatewayServer, onClientError, trackConnections } from './http-server.js'
 import { requestIdFor } from './request-id.js'
 import { buildRouteCaches, type CacheLookup, type PendingLookup, type RouteCache } from './response-cache.js'
@@ -61,6 +62,8 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     answerProblem: (reply, code, detail) => { sendProblem(reply.request, reply, code, detail) }
   })]))
   const table = new RouteTable(config.routes)
+  const bulk = buildBulkRoutes(config, forwarders, metrics, sendProblem)
+  metrics.setBulkGaugeSource(bulk.gauges)
   // Fastify's logger exists by the time a store fails: nothing is looked up before the server listens.
   const caches = buildRouteCaches(config, metrics, (details, message) => { app.log.warn(details, message) }, deps.now)
   let closing = false
@@ -113,7 +116,8 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
       })
       return
     }
-    if (!refusedEarly(req, res, match.route, performance.now())) handler(req, res)
+    // A bulk write is taken while the breaker is open: its batch is retried until the upstream is back (or its retries run out).
+    if ((match.route.bulk !== null && req.method === 'POST') || !refusedEarly(req, res, match.route, performance.now())) handler(req, res)
   }
 
   const app = Fastify({
@@ -173,6 +177,11 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
       return
     }
     request.routeId = match.route.id
+    const bulkRoute = bulk.byRoute.get(match.route.id)
+    if (bulkRoute !== undefined && request.method === 'POST') {
+      bulkRoute.accept(request, reply)
+      return
+    }
     const forwarder = forwarders.get(match.route.id) as RouteForwarder
     const cache = caches.byRoute.get(match.route.id)
     if (cache === undefined) forwarder.forward(request, reply, match.upstreamPath)
@@ -204,7 +213,8 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     management: config.management,
     info: { name: PACKAGE.name, version: PACKAGE.version, routes: config.routes.map(({ id, prefix }) => ({ id, prefix })) },
     ready: () => !closing,
-    cache: { routes: [...caches.byRoute.keys()], health: caches.health, purge: caches.purge }
+    cache: { routes: [...caches.byRoute.keys()], health: caches.health, purge: caches.purge },
+    bulk: { routes: [...bulk.byRoute.keys()], status: bulk.status, redrive: bulk.redrive }
   }
   app.addHook('onReady', async () => { await caches.connected() })
   const { host: managementHost, port: managementPort } = config.management
@@ -226,6 +236,8 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   app.addHook('preClose', (done) => {
     closing = true
     for (const forwarder of forwarders.values()) forwarder.endTunnels()
+    // Batches go now rather than at maxWait: their clients are what the shutdown waits for.
+    bulk.flush()
     const reap = (): void => {
       app.server.closeIdleConnections()
       closeSilentConnections(connections)
@@ -236,6 +248,8 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   })
   app.addHook('onClose', async () => {
     clearInterval(reaper)
+    // Every accepted item is answered before the upstream pools close under its batch.
+    await bulk.close()
     await Promise.all([...forwarders.values()].map(async (forwarder) => { await forwarder.close() }))
     await caches.close()
   })

@@ -373,7 +373,7 @@ t.test('/actuator/info and the /actuator discovery page', async (t) => {
   t.same(links.body._links.self, { href: `${gw.url}/actuator`, templated: false })
   t.same(links.body._links['circuitbreakers-name'], { href: `${gw.url}/actuator/circuitbreakers/{name}`, templated: true })
   t.same(Object.keys(links.body._links).sort(), [
-    'circuitbreakerevents', 'circuitbreakerevents-name', 'circuitbreakers', 'circuitbreakers-name', 'health', 'health-path', 'info', 'prometheus', 'self'
+    'bulk', 'bulk-route-redrive', 'circuitbreakerevents', 'circuitbreakerevents-name', 'circuitbreakers', 'circuitbreakers-name', 'health', 'health-path', 'info', 'prometheus', 'self'
   ])
 })
 

@@ -83,7 +83,7 @@ defaults:
   retries: 3
 `), ['gw.yaml:3:3 defaults.retries: unknown key (known keys: methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache)'])
   t.same(errorsOf(route('    timeuot: 2s')), [
-    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache)'
+    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache, bulk)'
   ])
   t.same(errorsOf(`
 servers:
@@ -719,4 +719,173 @@ t.test('cache: errors name the key', async (t) => {
   t.same(errorsOf(route('    cache: {tll: 1s}')), [
     'gw.yaml:5:13 routes[0].cache.tll: unknown key (known keys: ttl, maxObjectSize, staleWhileRevalidate, staleIfError, vary, memory)'
   ])
+})
+
+const bulkRoute = (fields: string): string => `
+routes:
+  - id: events
+    prefix: /api/events
+    upstream: http://127.0.0.1:9002
+    bulk:
+${fields}`
+
+t.test('bulk: off unless set; every key but path has a default', async (t) => {
+  t.equal(load(route('')).routes[0]?.bulk, null)
+  const bulk = load(bulkRoute('      path: /api/events/_bulk')).routes[0]?.bulk
+  t.same(bulk, {
+    path: '/api/events/_bulk',
+    batchSize: 1000,
+    maxBatchBytes: 5 * 1024 * 1024,
+    maxWaitMs: 50,
+    format: 'json-array',
+    mode: 'sync',
+    concurrency: 2,
+    maxPending: 100_000,
+    retry: { retries: 5, backoffMs: 100, maxBackoffMs: 5000 }
+  })
+  t.ok(Object.isFrozen(bulk?.retry), 'frozen with the rest of the config')
+})
+
+t.test('bulk: every key set, as the issue writes it', async (t) => {
+  const config = load(`
+routes:
+  - id: events
+    prefix: /api/events
+    methods: [POST]
+    upstream: http://127.0.0.1:9002
+    bulk:
+      path: /api/events/_bulk?refresh=false
+      batchSize: 200
+      maxBatchBytes: 512kb
+      maxWait: 2s
+      format: ndjson
+      mode: async
+      concurrency: 64
+      maxPending: 200
+      retry: {retries: 0, backoff: 1s, maxBackoff: 1s}
+  - id: other
+    prefix: /other
+    methods: [GET, POST]
+    upstream: http://127.0.0.1:9002
+    bulk: {path: /other/_bulk, maxWait: 0ms, batchSize: 100000, retry: {retries: 20}}
+`)
+  t.same(config.routes[0]?.bulk, {
+    path: '/api/events/_bulk?refresh=false',
+    batchSize: 200,
+    maxBatchBytes: 512 * 1024,
+    maxWaitMs: 2000,
+    format: 'ndjson',
+    mode: 'async',
+    concurrency: 64,
+    maxPending: 200,
+    retry: { retries: 0, backoffMs: 1000, maxBackoffMs: 1000 }
+  }, 'maxPending may equal batchSize; backoff may equal maxBackoff')
+  t.match(config.routes[1]?.bulk, { maxWaitMs: 0, batchSize: 100_000, maxPending: 100_000, retry: { retries: 20, backoffMs: 100, maxBackoffMs: 5000 } })
+  t.equal(config.routes[1]?.rewritePrefix, null, 'bulk leaves the route\'s other keys alone')
+})
+
+t.test('bulk: schema errors name the key and what was expected', async (t) => {
+  t.same(errorsOf(bulkRoute(`      path: api/_bulk
+      batchSize: 0
+      maxBatchBytes: 0mb
+      maxWait: soon
+      format: xml
+      mode: fire-and-forget
+      concurrency: 65
+      maxPending: 0
+      retry: {retries: 21, backoff: 0ms, maxBackoff: 5}`)), [
+    'gw.yaml:6:13 routes[0].bulk.path: expected a path like /api/events/_bulk (printable ASCII, no spaces or #), got "api/_bulk"',
+    'gw.yaml:7:18 routes[0].bulk.batchSize: expected an integer from 1 to 100000, got 0',
+    'gw.yaml:8:22 routes[0].bulk.maxBatchBytes: expected a size like 1mb, got "0mb"',
+    'gw.yaml:9:16 routes[0].bulk.maxWait: expected a duration like 50ms (0ms allowed), got "soon"',
+    'gw.yaml:10:15 routes[0].bulk.format: expected one of json-array, ndjson, got "xml"',
+    'gw.yaml:11:13 routes[0].bulk.mode: expected one of sync, async, got "fire-and-forget"',
+    'gw.yaml:12:20 routes[0].bulk.concurrency: expected an integer from 1 to 64, got 65',
+    'gw.yaml:13:19 routes[0].bulk.maxPending: expected a number >= 1, got 0',
+    'gw.yaml:14:24 routes[0].bulk.retry.retries: expected an integer from 0 to 20, got 21',
+    'gw.yaml:14:37 routes[0].bulk.retry.backoff: expected a duration like 5s, got "0ms"',
+    'gw.yaml:14:54 routes[0].bulk.retry.maxBackoff: expected a duration like 5s, got 5'
+  ])
+  t.same(errorsOf(bulkRoute('      {path: "/a b", batchSize: 100001, concurrency: 1.5, maxWait: -1ms, retry: {retries: -1}}')), [
+    'gw.yaml:6:14 routes[0].bulk.path: expected a path like /api/events/_bulk (printable ASCII, no spaces or #), got "/a b"',
+    'gw.yaml:6:33 routes[0].bulk.batchSize: expected an integer from 1 to 100000, got 100001',
+    'gw.yaml:6:54 routes[0].bulk.concurrency: expected an integer from 1 to 64, got 1.5',
+    'gw.yaml:6:68 routes[0].bulk.maxWait: expected a duration like 50ms (0ms allowed), got "-1ms"',
+    'gw.yaml:6:91 routes[0].bulk.retry.retries: expected an integer from 0 to 20, got -1'
+  ])
+  t.same(errorsOf(bulkRoute('      {path: /x#y, batchSize: many, retry: 3}')), [
+    'gw.yaml:6:14 routes[0].bulk.path: expected a path like /api/events/_bulk (printable ASCII, no spaces or #), got "/x#y"',
+    'gw.yaml:6:31 routes[0].bulk.batchSize: expected an integer from 1 to 100000, got "many"',
+    'gw.yaml:6:44 routes[0].bulk.retry: expected an object, got 3'
+  ], 'a batchSize of the wrong type is not compared with maxPending')
+  t.same(errorsOf(bulkRoute('      maxWait: 10ms')), ['gw.yaml:6:7 routes[0].bulk.path: missing required key'])
+  t.same(errorsOf(route('    bulk: true')), ['gw.yaml:5:11 routes[0].bulk: expected an object, got true'])
+})
+
+t.test('bulk: unknown keys are refused, with the known keys', async (t) => {
+  t.same(errorsOf(bulkRoute('      {path: /x, batchsize: 10, retry: {jitter: true}}')), [
+    'gw.yaml:6:18 routes[0].bulk.batchsize: unknown key (known keys: path, batchSize, maxBatchBytes, maxWait, format, mode, concurrency, maxPending, retry)',
+    'gw.yaml:6:41 routes[0].bulk.retry.jitter: unknown key (known keys: retries, backoff, maxBackoff)'
+  ])
+})
+
+t.test('bulk: per route only, never under defaults (nor are id and prefix)', async (t) => {
+  t.same(errorsOf(`
+defaults:
+  upstream: http://127.0.0.1:9002
+  bulk: {path: /_bulk}
+  prefix: /api
+`), [
+    'gw.yaml:3:3 defaults.bulk: bulk is set on each route, not under defaults',
+    'gw.yaml:4:3 defaults.prefix: prefix is set on each route, not under defaults'
+  ])
+})
+
+t.test('bulk: a route with methods must include POST, whether set on the route or under defaults', async (t) => {
+  t.same(errorsOf(bulkRoute('      path: /api/events/_bulk').replace('    bulk:', '    methods: [GET, PUT]\n    bulk:')), [
+    'gw.yaml:6:5 routes[0].bulk: a bulk route coalesces POST requests: add POST to methods'
+  ])
+  t.same(errorsOf(`
+defaults:
+  methods: [GET]
+routes:
+  - id: events
+    prefix: /api/events
+    upstream: http://127.0.0.1:9002
+    bulk: {path: /api/events/_bulk}
+`), ['gw.yaml:7:5 routes[0].bulk: a bulk route coalesces POST requests: add POST to methods (the route\'s methods come from defaults)'])
+  t.equal(load(`
+defaults:
+  methods: [GET]
+routes:
+  - id: events
+    prefix: /api/events
+    methods: [POST]
+    upstream: http://127.0.0.1:9002
+    bulk: {path: /api/events/_bulk}
+`).routes[0]?.bulk?.path, '/api/events/_bulk', 'the route\'s own methods win')
+})
+
+t.test('bulk: maxPending below batchSize is an error, a batch could never fill', async (t) => {
+  t.same(errorsOf(bulkRoute('      {path: /x, batchSize: 500, maxPending: 499}')), [
+    'gw.yaml:6:46 routes[0].bulk.maxPending: expected at least batchSize (500), got 499: a batch could never fill, so each would wait out maxWait'
+  ])
+  t.same(errorsOf(bulkRoute('      {path: /x, maxPending: 999}')), [
+    'gw.yaml:6:30 routes[0].bulk.maxPending: expected at least batchSize (1000 by default), got 999: a batch could never fill, so each would wait out maxWait'
+  ])
+})
+
+t.test('bulk: retry.backoff above retry.maxBackoff is an error at the key that was set', async (t) => {
+  t.same(errorsOf(bulkRoute('      {path: /x, retry: {backoff: 2s, maxBackoff: 1s}}')), [
+    'gw.yaml:6:35 routes[0].bulk.retry.backoff: expected at most maxBackoff (1s), got "2s"'
+  ])
+  t.same(errorsOf(bulkRoute('      {path: /x, retry: {backoff: 6s}}')), [
+    'gw.yaml:6:35 routes[0].bulk.retry.backoff: expected at most maxBackoff (5s by default), got "6s"'
+  ])
+  t.same(errorsOf(bulkRoute('      {path: /x, retry: {maxBackoff: 50ms}}')), [
+    'gw.yaml:6:38 routes[0].bulk.retry.maxBackoff: expected at least backoff (100ms by default), got "50ms"'
+  ])
+  t.same(errorsOf(bulkRoute('      {path: /x, retry: {backoff: soon, maxBackoff: 1s}}')), [
+    'gw.yaml:6:35 routes[0].bulk.retry.backoff: expected a duration like 5s, got "soon"'
+  ], 'an invalid duration is reported once, by the schema')
 })

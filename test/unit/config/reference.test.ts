@@ -21,7 +21,7 @@ t.test('every key of the schema has a row, with its description', async (t) => {
     t.match(reference, schema.description ?? '', key)
   }
   for (const key of Object.keys(routes.items.properties)) t.match(reference, `| \`routes[].${key}\` |`, key)
-  t.match(reference, '| `defaults.<route key>` | any `routes[]` key but `id` and `prefix` |')
+  t.match(reference, '| `defaults.<route key>` | any `routes[]` key but `id`, `prefix` and `bulk` |')
   t.match(reference, '| `server.port` | port number from 0 to 65535 | `8080` |')
   t.match(reference, '| `routes[].timeout` | duration like 5s | `5s` |')
   t.match(reference, '| `routes[].id` | id like catalog (lower case letters, digits, - and _) | required |')
