@@ -1,5 +1,5 @@
-// Loopback helpers: a free port, and a bounded wait for a server to answer.
-import { get, request } from 'node:http'
+// Loopback helpers: a free port, one-off requests (a probe, a JSON GET or POST), and a bounded wait for a server to answer.
+import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -16,21 +16,49 @@ export async function freePort () {
 }
 
 /**
- * One GET with a fresh connection.
- * @param {string} url
- * @returns {Promise<{ status: number, bytes: number, headers: import('node:http').IncomingHttpHeaders }>}
+ * @typedef {object} RequestSpec  a request other than a bare GET: a scenario's writes, sent alike by the probe and by wrk
+ * @property {string} method
+ * @property {Record<string, string>} [headers]
+ * @property {string} [body]
  */
-export function probe (url) {
+
+/**
+ * One request with a fresh connection: a GET unless `spec` says otherwise.
+ * @param {string} url
+ * @param {RequestSpec} [spec]
+ * @param {number} [timeoutMs]
+ * @returns {Promise<{ status: number, bytes: number, headers: import('node:http').IncomingHttpHeaders, body: string }>}
+ */
+export function probe (url, spec = { method: 'GET' }, timeoutMs = 2_000) {
+  const payload = spec.body === undefined ? undefined : Buffer.from(spec.body)
+  const headers = { ...spec.headers, ...(payload === undefined ? {} : { 'content-length': String(payload.length) }) }
   return new Promise((resolve, reject) => {
-    const req = get(url, { agent: false, timeout: 2_000 }, (res) => {
-      let bytes = 0
-      res.on('data', (/** @type {Buffer} */ chunk) => { bytes += chunk.length })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, headers: res.headers }))
+    const req = request(url, { method: spec.method, headers, agent: false, timeout: timeoutMs }, (res) => {
+      /** @type {Buffer[]} */
+      const chunks = []
+      res.on('data', (/** @type {Buffer} */ chunk) => { chunks.push(chunk) })
+      res.on('end', () => {
+        const body = Buffer.concat(chunks)
+        resolve({ status: res.statusCode ?? 0, bytes: body.length, headers: res.headers, body: body.toString('utf8') })
+      })
       res.on('error', reject)
     })
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in 2 s`)))
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in ${timeoutMs / 1000} s`)))
     req.on('error', reject)
+    req.end(payload)
   })
+}
+
+/**
+ * One GET of a JSON document; fails unless it answers 200.
+ * @param {string} url
+ * @param {number} [timeoutMs]
+ * @returns {Promise<any>}
+ */
+export async function getJson (url, timeoutMs = 2_000) {
+  const answer = await probe(url, { method: 'GET' }, timeoutMs)
+  if (answer.status !== 200) throw new Error(`GET ${url} answered ${answer.status}: ${answer.body}`)
+  return JSON.parse(answer.body)
 }
 
 /**

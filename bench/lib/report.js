@@ -74,6 +74,72 @@ export function formatTable (result) {
 }
 
 /**
+ * The scenario's observed figures (`Scenario.figures`), medians with min–max, and for a `reduction` figure how many
+ * times fewer than the baseline's; empty when the scenario observes nothing.
+ * @param {ScenarioResult} result
+ * @returns {string}
+ */
+export function formatFigures (result) {
+  const columns = result.scenario.figures ?? []
+  if (columns.length === 0) return ''
+  const connections = (/** @type {import('./runner.js').RunKind} */ run) =>
+    run === 'throughput' ? result.options.throughputConnections : result.options.latencyConnections
+  const headings = columns.flatMap((f) => [
+    `${f.label} at -c${connections(f.run)}`,
+    ...(f.reduction === true ? [`${f.label}: reduction`] : [])
+  ])
+  const lines = [
+    `| candidate | ${headings.join(' | ')} |`,
+    `|---|${headings.map(() => '---:').join('|')}|`
+  ]
+  for (const row of result.rows) {
+    const cells = columns.flatMap((f) => {
+      const s = observed(row, f)
+      // NaN: the candidate has none of it (no bulk request through the plain proxies).
+      const value = Number.isNaN(s.median) ? '—' : range(s, (n) => fixed(n, f.digits ?? 2))
+      if (f.reduction !== true) return [value]
+      return [value, row.candidate.baseline === true ? '—' : times(reductionOf(result, row, f))]
+    })
+    lines.push(`| ${row.candidate.label} | ${cells.join(' | ')} |`)
+  }
+  return lines.join('\n')
+}
+
+/**
+ * One observed figure of a row over its rounds.
+ * @param {ScenarioResult['rows'][number]} row
+ * @param {{ run: import('./runner.js').RunKind, key: string }} figure
+ */
+function observed (row, { run, key }) {
+  return summarize(row.samples.map((s) => s.figures[run][key] ?? NaN))
+}
+
+/**
+ * The baseline's median of a figure over the row's: how many times fewer (upstream requests per write).
+ * @param {ScenarioResult} result
+ * @param {ScenarioResult['rows'][number]} row
+ * @param {{ run: import('./runner.js').RunKind, key: string }} figure
+ */
+function reductionOf (result, row, figure) {
+  const baseline = result.rows.find((r) => r.candidate.baseline === true)
+  return baseline === undefined ? NaN : observed(baseline, figure).median / observed(row, figure).median
+}
+
+/** A reduction factor: `1,000x`; infinite when the candidate's figure is 0 (no upstream request at all). */
+const times = (/** @type {number} */ n) => Number.isNaN(n) ? '—' : n === Infinity ? '∞' : `${int.format(n)}x`
+
+/**
+ * The label of an observed figure, as the scenario declares it, with its run's connections.
+ * @param {ScenarioResult} result
+ * @param {{ run: import('./runner.js').RunKind, key: string }} figure
+ */
+function figureLabel (result, { run, key }) {
+  const declared = result.scenario.figures?.find((f) => f.run === run && f.key === key)
+  const connections = run === 'throughput' ? result.options.throughputConnections : result.options.latencyConnections
+  return `${declared?.label ?? key} at -c${connections}`
+}
+
+/**
  * The issue's targets, each met or missed, on the medians.
  * @param {ScenarioResult} result
  * @returns {string[]}
@@ -92,6 +158,20 @@ export function checkTargets (result) {
     if (target.maxP99Ms !== undefined) {
       const l = result.options.latencyConnections
       checks.push(`p99 at -c${l} ${ms(f.p99.median)} (target < ${target.maxP99Ms} ms: ${f.p99.median < target.maxP99Ms ? 'met' : 'MISSED'})`)
+    }
+    if (target.minReduction !== undefined) {
+      const { factor } = target.minReduction
+      const reduction = reductionOf(result, f.row, target.minReduction)
+      checks.push(`${figureLabel(result, target.minReduction)} ${times(reduction)} fewer than the baseline's ` +
+        `(target ≥ ${int.format(factor)}x: ${reduction >= factor ? 'met' : 'MISSED'})`)
+    }
+    if (target.maxP99MsOver !== undefined) {
+      const l = result.options.latencyConnections
+      const { plusMs } = target.maxP99MsOver
+      const figure = observed(f.row, target.maxP99MsOver).median
+      const bound = figure + plusMs
+      checks.push(`p99 at -c${l} ${ms(f.p99.median)} (target ≤ ${plusMs} ms + ${figureLabel(result, target.maxP99MsOver)} ` +
+        `${ms(figure)} = ${ms(bound)}: ${f.p99.median <= bound ? 'met' : 'MISSED'})`)
     }
     return `- ${target.label === undefined ? '' : `${target.label}: `}${f.row.candidate.label}: ${checks.join(', ')}`
   }))
@@ -113,6 +193,8 @@ export function formatReport (result, env, { perRound }) {
     formatTable(result),
     ''
   ]
+  const observedTable = formatFigures(result)
+  if (observedTable !== '') lines.push(observedTable, '')
   const targets = checkTargets(result)
   if (targets.length > 0) lines.push('Targets (medians):', ...targets, '')
   lines.push(
@@ -120,7 +202,7 @@ export function formatReport (result, env, { perRound }) {
     `warmed up ${o.warmupSec} s, then \`wrk -t1 -c${o.throughputConnections} -d${o.durationSec}s --latency\` (requests/s, CPU) and ` +
     `\`wrk -t1 -c${o.latencyConnections} -d${o.durationSec}s --latency\` (p50, p99). Proxy on CPU 0; wrk and the origin on CPU 1. ` +
     'Ratios are of the medians; in parentheses, the range of the per-round ratios (each round against its own baseline). ' +
-    'CPU µs/request: utime+stime of the proxy process (/proc/PID/stat, 10 ms ticks) over the -c64 run, divided by the requests wrk counted.',
+    `CPU µs/request: utime+stime of the proxy process (/proc/PID/stat, 10 ms ticks) over the -c${o.throughputConnections} run, divided by the requests wrk counted.`,
     `Environment: ${env.commit}, node ${env.node}, ${env.nginx}, ${env.wrk}; ${result.startedAt.toISOString()}, ${minutes.toFixed(1)} min.`,
     `Saturation (medians over the -c${o.throughputConnections} runs): ` +
       all.map((f) => `${f.row.candidate.id} proxy CPU ${Math.round(f.proxyCpuShare.median * 100)}% / load CPU ${Math.round(f.loadCpuShare.median * 100)}%`).join('; ') + '. ' +
@@ -136,15 +218,18 @@ export function formatReport (result, env, { perRound }) {
     `${TAINT_CPU} CPU meanwhile (up to ${o.retries} retries each, after waiting up to ${o.quietWaitSec} s for quiet; the cleanest attempt is kept).` +
     (tainted.length > 0 ? ` Still tainted: ${tainted.join(', ')}; rerun on a quieter machine if the figures matter.` : ' No kept measurement is tainted.'))
   if (perRound) {
+    const observedColumns = scenario.figures ?? []
     lines.push('', '<details><summary>Per-round figures</summary>', '',
-      '| round | candidate | requests/s | p50 | p99 | CPU µs/req | proxy CPU | load CPU | other work (CPUs) | attempts | errors |',
-      '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+      '| round | candidate | requests/s | p50 | p99 | CPU µs/req | proxy CPU | load CPU | other work (CPUs) | attempts | errors |' +
+        observedColumns.map((f) => ` ${figureLabel(result, f)} |`).join(''),
+      `|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${observedColumns.map(() => '---:|').join('')}`)
     for (let round = 1; round <= o.rounds; round++) {
       for (const row of result.rows) {
         const s = row.samples[round - 1]
         if (s === undefined) continue
         lines.push(`| ${round} | ${row.candidate.id} | ${int.format(s.rps)} | ${ms(s.p50Ms)} | ${ms(s.p99Ms)} | ${fixed(s.cpuUsPerRequest, 1)} ` +
-          `| ${Math.round(s.proxyCpuShare * 100)}% | ${Math.round(s.loadCpuShare * 100)}% | ${fixed(s.foreignCpu, 2)} | ${s.attempts} | ${s.errors} |`)
+          `| ${Math.round(s.proxyCpuShare * 100)}% | ${Math.round(s.loadCpuShare * 100)}% | ${fixed(s.foreignCpu, 2)} | ${s.attempts} | ${s.errors} |` +
+          observedColumns.map((f) => ` ${fixed(s.figures[f.run][f.key] ?? NaN, f.digits ?? 2)} |`).join(''))
       }
     }
     lines.push('', '</details>')

@@ -19,7 +19,15 @@ import { runWrk } from './wrk.js'
  * @property {Expect} expect  what a probe through each candidate must get before it is measured (a candidate's own `expect` wins)
  * @property {(ctx: RunContext) => Promise<{ services: Record<string, any>, stop: () => Promise<void> }>} setup  starts the origin and any other shared service
  * @property {Candidate[]} candidates  in the order each round runs them
- * @property {string} [script]  a wrk Lua script, for POSTs or varied paths
+ * @property {string} [script]  a wrk Lua script, for varied paths or bodies
+ * @property {import('./net.js').RequestSpec} [request]  the one request of the scenario when it is not a bare GET (a POST
+ *   of one JSON item): sent by the probe and by wrk alike
+ * @property {number} [throughputConnections]  wrk's connections in the requests/s run, when the scenario needs other than
+ *   the run's (sync write coalescing: a batch holds at most as many items as there are writers waiting)
+ * @property {number} [timeoutSec]  wrk's --timeout, when 2 s is too short for an answer that is slow but not failed (a
+ *   deep queue of writes in front of a saturated upstream)
+ * @property {Observer} [observe]  figures read from the scenario's services around each measured run
+ * @property {Figure[]} [figures]  which of those the report shows, in a table of their own
  * @property {boolean} [allowNon2xx]  non-2xx answers are the point (breaker open): do not count them as errors (a candidate's own wins)
  * @property {Target[]} [targets]  the issue's acceptance figures, checked in the report
  * @property {string[]} [notes]  printed under the table
@@ -40,6 +48,30 @@ import { runWrk } from './wrk.js'
  * @property {number} [minRpsRatio]  requests/s at least this times the baseline's
  * @property {number} [maxP99Ratio]  p99 at most this times the baseline's
  * @property {number} [maxP99Ms]  p99 at the latency run's connections at most this many ms (an absolute bound)
+ * @property {{ run: RunKind, key: string, factor: number }} [minReduction]  an observed figure (upstream requests per
+ *   write) at least `factor` times smaller than the baseline's
+ * @property {{ run: RunKind, key: string, plusMs: number }} [maxP99MsOver]  p99 at the latency run's connections at most
+ *   an observed figure (the upstream's bulk latency) plus `plusMs` (the gateway's maxWait and an allowance)
+ */
+
+/**
+ * @typedef {'throughput' | 'latency'} RunKind  the requests/s run or the latency run
+ */
+
+/**
+ * @typedef {object} Observer
+ * @property {(services: Record<string, any>) => Promise<unknown>} before  a snapshot taken before the run
+ * @property {(services: Record<string, any>, before: any, run: import('./wrk.js').WrkResult) => Promise<Record<string, number>>} after
+ *   the run's figures, from the snapshot before it and wrk's result (e.g. upstream requests per request wrk counted)
+ */
+
+/**
+ * @typedef {object} Figure  a column of the observed figures' table
+ * @property {RunKind} run
+ * @property {string} key  as the observer returns it
+ * @property {string} label  the column's heading; the report adds the run's connections
+ * @property {number} [digits]  after the decimal point; 2 unless given
+ * @property {boolean} [reduction]  also a column with the baseline's median over the candidate's: how many times fewer
  */
 
 /**
@@ -67,6 +99,7 @@ import { runWrk } from './wrk.js'
  * @property {number} p99Ms
  * @property {number} errors  socket errors, non-2xx answers unless they are allowed, and 2xx ones when an error status is expected, in both runs
  * @property {string} errorDetail
+ * @property {Record<RunKind, Record<string, number>>} figures  the scenario's observed figures of each run; empty without an observer
  */
 
 /**
@@ -92,12 +125,13 @@ const CPUS = [PROXY_CPU, LOAD_CPU]
  * on all candidates alike. Each candidate starts fresh in each round and is stopped before the next one starts.
  * @param {Scenario} scenario
  * @param {Candidate[]} candidates  the scenario's, possibly filtered
- * @param {RunOptions} options
+ * @param {RunOptions} runOptions  the scenario's `throughputConnections` wins
  * @param {RunContext} ctx
  * @returns {Promise<ScenarioResult>}
  */
-export async function runScenario (scenario, candidates, options, ctx) {
+export async function runScenario (scenario, candidates, runOptions, ctx) {
   const startedAt = new Date()
+  const options = { ...runOptions, throughputConnections: scenario.throughputConnections ?? runOptions.throughputConnections }
   const rows = candidates.map((candidate) => ({ candidate, samples: /** @type {Sample[]} */ ([]) }))
   const { services, stop } = await scenario.setup(ctx)
   try {
@@ -109,6 +143,7 @@ export async function runScenario (scenario, candidates, options, ctx) {
           `${sample.cpuUsPerRequest.toFixed(1)} µs CPU/req (proxy CPU ${Math.round(sample.proxyCpuShare * 100)}%, ` +
           `load CPU ${Math.round(sample.loadCpuShare * 100)}%, other work ${sample.foreignCpu.toFixed(2)} CPU), ` +
           `-c${options.latencyConnections} p50 ${sample.p50Ms.toFixed(2)} ms p99 ${sample.p99Ms.toFixed(2)} ms` +
+          `${observedFigures(scenario, sample, options)}` +
           `${sample.attempts > 1 ? ` [attempt ${sample.attempts}]` : ''}${sample.errors > 0 ? `, ERRORS ${sample.errorDetail}` : ''}`)
       }
     }
@@ -116,6 +151,20 @@ export async function runScenario (scenario, candidates, options, ctx) {
     await stop()
   }
   return { scenario, options, rows, startedAt, finishedAt: new Date() }
+}
+
+/**
+ * The scenario's observed figures of one sample, for the progress line: `, upstream requests per write -c1024 0.0010`.
+ * @param {Scenario} scenario
+ * @param {Sample} sample
+ * @param {RunOptions} options
+ */
+function observedFigures (scenario, sample, options) {
+  // A figure the candidate does not have (no bulk request through a plain proxy) is left out.
+  return (scenario.figures ?? []).filter((f) => Number.isFinite(sample.figures[f.run][f.key])).map((f) => {
+    const connections = f.run === 'throughput' ? options.throughputConnections : options.latencyConnections
+    return `, ${f.label} -c${connections} ${(sample.figures[f.run][f.key] ?? NaN).toFixed(f.digits ?? 2)}`
+  }).join('')
 }
 
 /**
@@ -214,15 +263,15 @@ export async function accounted (wrkOptions, cpuPid, servicePids) {
 }
 
 /**
- * The processes of a scenario's services (the origin's worker, a redis-server), accounted apart from other work;
- * without the candidate's own (wrk straight at the origin).
+ * The processes of a scenario's services (the origin's worker, a redis-server, all of a service's `pids` when it lists
+ * them), accounted apart from other work; without the candidate's own (wrk straight at the origin).
  * @param {Record<string, any>} services
  * @param {number} cpuPid
  * @returns {number[]}
  */
 export function pidsOf (services, cpuPid) {
   return Object.values(services)
-    .map((service) => service?.workerPid ?? service?.pid)
+    .flatMap((service) => service?.pids ?? [service?.workerPid ?? service?.pid])
     .filter((pid) => typeof pid === 'number' && pid !== cpuPid)
 }
 
@@ -241,13 +290,21 @@ async function measure (scenario, candidate, round, options, ctx, services) {
   try {
     const url = instance.url + scenario.path
     const expect = candidate.expect ?? scenario.expect
-    await expectAnswer(url, expect, candidate)
-    const wrk = { url, dir: ctx.dir, script: scenario.script }
+    await expectAnswer(url, expect, candidate, scenario.request)
+    const wrk = { url, dir: ctx.dir, script: scenario.script, request: scenario.request, timeoutSec: scenario.timeoutSec }
     await runWrk({ ...wrk, connections: options.throughputConnections, durationSec: options.warmupSec })
 
     const servicePids = pidsOf(services, instance.cpuPid)
-    const throughput = await accounted({ ...wrk, connections: options.throughputConnections, durationSec: options.durationSec }, instance.cpuPid, servicePids)
-    const latency = await accounted({ ...wrk, connections: options.latencyConnections, durationSec: options.durationSec }, instance.cpuPid, servicePids)
+    /** @type {Record<RunKind, Record<string, number>>} */
+    const figures = { throughput: {}, latency: {} }
+    const observed = async (/** @type {RunKind} */ kind, /** @type {number} */ connections) => {
+      const before = await scenario.observe?.before(services)
+      const result = await accounted({ ...wrk, connections, durationSec: options.durationSec }, instance.cpuPid, servicePids)
+      if (scenario.observe !== undefined) figures[kind] = await scenario.observe.after(services, before, result.run)
+      return result
+    }
+    const throughput = await observed('throughput', options.throughputConnections)
+    const latency = await observed('latency', options.latencyConnections)
     if (instance.proc !== null && !instance.proc.alive()) {
       throw new Error(`${candidate.id} exited during the run:\n${instance.proc.logTail()}`)
     }
@@ -273,7 +330,8 @@ async function measure (scenario, candidate, round, options, ctx, services) {
       p50Ms: latency.run.latencyMs.p50,
       p99Ms: latency.run.latencyMs.p99,
       errors: errorsOf(throughput.run) + errorsOf(latency.run),
-      errorDetail: [...detail(`-c${options.throughputConnections}`, throughput.run), ...detail(`-c${options.latencyConnections}`, latency.run)].join(', ')
+      errorDetail: [...detail(`-c${options.throughputConnections}`, throughput.run), ...detail(`-c${options.latencyConnections}`, latency.run)].join(', '),
+      figures
     }
   } finally {
     await instance.stop()
@@ -285,9 +343,10 @@ async function measure (scenario, candidate, round, options, ctx, services) {
  * @param {string} url
  * @param {Expect} expect
  * @param {Candidate} candidate
+ * @param {import('./net.js').RequestSpec} [request]  the scenario's request, when it is not a bare GET
  */
-async function expectAnswer (url, expect, candidate) {
-  const answer = await probe(url)
+async function expectAnswer (url, expect, candidate, request) {
+  const answer = await probe(url, request)
   const contentType = String(answer.headers['content-type'] ?? '')
   const missing = (expect.headers ?? []).filter((name) => answer.headers[name.toLowerCase()] === undefined)
   if (answer.status !== expect.status || (expect.bodyBytes !== undefined && answer.bytes !== expect.bodyBytes) ||
@@ -298,7 +357,7 @@ async function expectAnswer (url, expect, candidate) {
       ...(expect.contentType === undefined ? [] : [`Content-Type ${expect.contentType}`]),
       ...(expect.headers ?? []).map((name) => `a ${name} header`)
     ]
-    throw new Error(`${candidate.id}: GET ${url} answered ${answer.status} with ${answer.bytes} bytes, Content-Type "${contentType}"` +
+    throw new Error(`${candidate.id}: ${request?.method ?? 'GET'} ${url} answered ${answer.status} with ${answer.bytes} bytes, Content-Type "${contentType}"` +
       `${missing.length > 0 ? `, without ${missing.join(', ')}` : ''}; it is expected to answer ${wanted.join(', ')}`)
   }
 }

@@ -1,4 +1,5 @@
 // wrk runs (pinned to the load CPU, bounded in time) and the parsing of its report.
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { LOAD_CPU, spawnPinned } from './processes.js'
 
@@ -20,23 +21,58 @@ import { LOAD_CPU, spawnPinned } from './processes.js'
  * @param {number} options.durationSec
  * @param {string} options.dir  where its stderr log goes
  * @param {number} [options.threads]
- * @param {string} [options.script]  a Lua script (-s), for scenarios that POST or vary the path
+ * @param {string} [options.script]  a Lua script (-s), for scenarios that vary the path or the body
+ * @param {import('./net.js').RequestSpec} [options.request]  the method, headers and body of every request (a POST
+ *   of one JSON item), sent through a Lua script written in `dir`; not with `script`
+ * @param {number} [options.timeoutSec]  an answer later than this counts as a timeout error, not a latency
  * @param {number} [options.cpu]
  * @returns {Promise<WrkResult>}
  */
-export async function runWrk ({ url, connections, durationSec, dir, threads = 1, script, cpu = LOAD_CPU }) {
-  const args = ['-t', String(threads), '-c', String(connections), '-d', `${durationSec}s`, '--latency', '--timeout', '2s']
+export async function runWrk ({ url, connections, durationSec, dir, threads = 1, script, request, timeoutSec = 2, cpu = LOAD_CPU }) {
+  if (script !== undefined && request !== undefined) throw new Error('wrk takes one Lua script: give options.script or options.request, not both')
+  const args = ['-t', String(threads), '-c', String(connections), '-d', `${durationSec}s`, '--latency', '--timeout', `${timeoutSec}s`]
   if (script !== undefined) args.push('-s', script)
+  if (request !== undefined) args.push('-s', writeRequestScript(dir, request))
   args.push(url)
   // Through sh, whose `times` then prints wrk's CPU time after wrk's report.
   const shell = ['-c', 'wrk "$@"; status=$?; times; exit $status', 'wrk']
   const proc = spawnPinned('wrk', cpu, 'sh', [...shell, ...args], { logFile: join(dir, 'wrk.log'), stdout: 'capture' })
   // wrk stops by itself after -d; the timer is the bound should it hang.
-  const timer = setTimeout(() => { proc.stop({ signal: 'SIGKILL' }) }, (durationSec + 15) * 1000)
+  const timer = setTimeout(() => { proc.stop({ signal: 'SIGKILL' }) }, (durationSec + timeoutSec + 15) * 1000)
   const { code, signal } = await proc.exited
   clearTimeout(timer)
   if (code !== 0) throw new Error(`wrk ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${proc.output()}\n${proc.logTail()}`)
   return parseWrk(proc.output())
+}
+
+/**
+ * A Lua script that sets wrk's one request (wrk builds each request from `wrk.method`, `wrk.headers` and `wrk.body`,
+ * and adds Content-Length itself).
+ * @param {string} dir
+ * @param {import('./net.js').RequestSpec} request
+ * @returns {string} the script's path
+ */
+export function writeRequestScript (dir, request) {
+  const lines = [
+    '-- Written by bench/lib/wrk.js for one bench run: every request of the run is this one.',
+    `wrk.method = ${luaString(request.method)}`,
+    ...Object.entries(request.headers ?? {}).map(([name, value]) => `wrk.headers[${luaString(name)}] = ${luaString(value)}`),
+    ...(request.body === undefined ? [] : [`wrk.body = ${luaString(request.body)}`])
+  ]
+  const file = join(dir, 'wrk-request.lua')
+  writeFileSync(file, `${lines.join('\n')}\n`)
+  return file
+}
+
+/** A Lua string literal of `text`'s UTF-8 bytes: printable ASCII as is, the rest as decimal escapes (Lua 5.1 has no \u). */
+export function luaString (/** @type {string} */ text) {
+  let out = '"'
+  for (const byte of Buffer.from(text, 'utf8')) {
+    if (byte === 0x22 || byte === 0x5c) out += `\\${String.fromCharCode(byte)}`
+    else if (byte >= 0x20 && byte < 0x7f) out += String.fromCharCode(byte)
+    else out += `\\${String(byte).padStart(3, '0')}`
+  }
+  return `${out}"`
 }
 
 const UNIT_MS = /** @type {Record<string, number>} */ ({ us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 })

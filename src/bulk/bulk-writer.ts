@@ -162,13 +162,15 @@ export class BulkWriter {
   /**
    * Sends one batch of JSON texts (validated by the HTTP layer), retrying failures, and resolves with one result
    * per item, in order. Never rejects: a failure is an Error in every item's slot. A coalescer's BulkDispatch.
+   * @param headers more request headers for every attempt (lower-case names), like the items' ids
    */
-  async dispatch (items: readonly Buffer[]): Promise<ReadonlyArray<BulkItemResult | Error>> {
+  async dispatch (items: readonly Buffer[], headers: Readonly<Record<string, string>> = {}): Promise<ReadonlyArray<BulkItemResult | Error>> {
     const batchId = this.#newBatchId()
     const request: BulkSendRequest = {
       method: 'POST',
       path: this.path,
       headers: {
+        ...headers,
         'content-type': CONTENT_TYPES[this.format],
         'x-bulk-batch-id': batchId,
         'x-bulk-size': String(items.length)

@@ -1,3 +1,7 @@
-// The bulk feature: the write coalescer that gathers single writes into batches, and the writer that sends each batch.
+// The bulk feature: the coalescer and bulk writer (one batch, one upstream request), and async mode's queues and sender.
 export * from './bulk-writer.js'
 export * from './coalescer.js'
+export * from './queue.js'
+export * from './memory-queue.js'
+export * from './stream-queue.js'
+export * from './async-sender.js'

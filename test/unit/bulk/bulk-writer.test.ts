@@ -106,6 +106,10 @@ t.test('ndjson: each item on its own line, newline-terminated, as application/x-
   t.equal(request.body.toString(), '{"a":1}\n2\n')
   t.same(request.headers, { 'content-type': 'application/x-ndjson', 'x-bulk-batch-id': 'b1', 'x-bulk-size': '2' })
   t.equal(r.writer.encode([]).length, 0, 'an empty batch is an empty body')
+  await r.writer.dispatch(items(3), { 'x-bulk-item-ids': '1-0', 'x-bulk-size': '99' })
+  t.same((r.sent[1] as BulkSendRequest).headers, {
+    'x-bulk-item-ids': '1-0', 'content-type': 'application/x-ndjson', 'x-bulk-batch-id': 'b2', 'x-bulk-size': '1'
+  }, 'more headers ride along, and never replace the batch\'s own')
   t.equal(rig([]).writer.encode([]).toString(), '[]')
 })
 
