@@ -69,10 +69,12 @@ async function profileCandidate (scenario, candidate, { gatewayDir, outDir, dura
       const url = instance.url + scenario.path
       const quiet = await waitForQuiet(quietWaitSec)
       if (!quiet.quiet) log(`other work still took ${quiet.foreignCpu.toFixed(2)} CPU after ${quietWaitSec} s of waiting`)
-      if (warmupSec > 0) await runWrk({ url, dir, connections, durationSec: warmupSec })
+      // A scenario's own request (a POST of one item, say) is what its candidates are measured under.
+      const { request, timeoutSec } = scenario
+      if (warmupSec > 0) await runWrk({ url, dir, connections, durationSec: warmupSec, request, timeoutSec })
       // V8's profiler stamps samples with the monotonic clock that hrtime reads, in µs.
       const fromUs = Number(process.hrtime.bigint() / 1000n)
-      const { run, foreignCpu } = await accounted({ url, dir, connections, durationSec }, instance.cpuPid, pidsOf(services, instance.cpuPid))
+      const { run, foreignCpu } = await accounted({ url, dir, connections, durationSec, request, timeoutSec }, instance.cpuPid, pidsOf(services, instance.cpuPid))
       window = { ...window, fromUs, toUs: Number(process.hrtime.bigint() / 1000n), rps: run.rps, foreignCpu }
       log(`${candidate.id}: ${Math.round(run.rps)} req/s under the profiler; other work took ${foreignCpu.toFixed(2)} CPU meanwhile`)
     } finally {

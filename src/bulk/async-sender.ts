@@ -359,6 +359,8 @@ export class AsyncSender {
   /** Until the first of: the oldest buffered item is due, the next take (poll, or after a failure), the next touch. */
   #waitMs (): number {
     if (this.#notified && this.#wantsItems()) return 0
+    // Stopping, and the last take drained the queue with nothing held: the loop's exit is due now, not at the deadline.
+    if (this.#stopping && this.#held() === 0 && (this.#queue.durable || this.#drained)) return 0
     const now = this.#clock.now()
     const head = this.#buffer[0]
     let at = Number.POSITIVE_INFINITY

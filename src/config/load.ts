@@ -12,7 +12,7 @@ import {
   DEFAULT_CACHE_MAX_OBJECT_SIZE, DEFAULT_MEMORY_TIER_ENTRIES, DEFAULT_MEMORY_TIER_TTL, DEFAULT_REDIS_COMMAND_TIMEOUT,
   DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, REDIS_URL_ENV,
   DEFAULT_BULK_BATCH_SIZE, DEFAULT_BULK_CONCURRENCY, DEFAULT_BULK_FORMAT, DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_PENDING,
-  DEFAULT_BULK_MAX_WAIT, DEFAULT_BULK_MODE, DEFAULT_BULK_RETRIES, DEFAULT_BULK_RETRY_BACKOFF, DEFAULT_BULK_RETRY_MAX_BACKOFF,
+  DEFAULT_BULK_MAX_WAIT, DEFAULT_BULK_MODE, DEFAULT_BULK_RETRIES, DEFAULT_BULK_RETRY_BACKOFF, DEFAULT_BULK_RETRY_MAX_BACKOFF, DEFAULT_BULK_CLAIM_AFTER,
   type BreakerConfig, type BulkConfig, type CacheConfig, type ConfigFile, type GatewayConfig, type RedisConfig, type RetryConfig,
   type RouteConfig, type ServerConfig
 } from './schema.js'
@@ -479,7 +479,8 @@ function resolveBulk (bulk: NonNullable<NonNullable<ConfigFile['routes']>[number
       retries: retry.retries ?? DEFAULT_BULK_RETRIES,
       backoffMs: parseDurationMs(retry.backoff ?? DEFAULT_BULK_RETRY_BACKOFF),
       maxBackoffMs: parseDurationMs(retry.maxBackoff ?? DEFAULT_BULK_RETRY_MAX_BACKOFF)
-    }
+    },
+    claimAfterMs: parseDurationMs(bulk.claimAfter ?? DEFAULT_BULK_CLAIM_AFTER)
   }
 }
 

@@ -57,6 +57,7 @@ export const DEFAULT_BULK_MAX_PENDING = 100_000
 export const DEFAULT_BULK_RETRIES = 5
 export const DEFAULT_BULK_RETRY_BACKOFF = '100ms'
 export const DEFAULT_BULK_RETRY_MAX_BACKOFF = '5s'
+export const DEFAULT_BULK_CLAIM_AFTER = '30s'
 /** Entries the embedded store (no `redis:` block) holds across all routes before it evicts the least recently used. */
 export const DEFAULT_MEMORY_STORE_ENTRIES = 10_000
 /** The environment variable that configures a standalone Redis when the file has no `redis:` block. */
@@ -144,11 +145,12 @@ const Bulk = Type.Object({
   maxBatchBytes: Type.Optional(size('A batch goes as soon as its items reach this many bytes; a larger item goes alone', DEFAULT_BULK_MAX_BATCH_BYTES)),
   maxWait: Type.Optional(Type.String({ pattern: ZERO_OR_DURATION_PATTERN, default: DEFAULT_BULK_MAX_WAIT, description: 'A batch goes when its oldest item has waited this long; `0ms` sends each item as soon as a batch slot is free', 'x-expected': 'a duration like 50ms (0ms allowed)' })),
   format: Type.Optional(Type.Unsafe<BulkFormatName>({ type: 'string', enum: [...BULK_FORMATS], default: DEFAULT_BULK_FORMAT, description: '`json-array`: the batch is one JSON array (application/json); `ndjson`: one item per line (application/x-ndjson)' })),
-  mode: Type.Optional(Type.Unsafe<BulkMode>({ type: 'string', enum: [...BULK_MODES], default: DEFAULT_BULK_MODE, description: '`sync`: each client waits for its own item\'s result; `async`: 202 once the item is durably queued' })),
+  mode: Type.Optional(Type.Unsafe<BulkMode>({ type: 'string', enum: [...BULK_MODES], default: DEFAULT_BULK_MODE, description: '`sync`: each client waits for its own item\'s result; `async`: 202 once the item is queued (in a Redis Stream with `redis:`, else in memory, not durable)' })),
   concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: DEFAULT_BULK_CONCURRENCY, description: 'Batches in flight at once; further ones wait, still pending', 'x-expected': 'an integer from 1 to 64' })),
   maxPending: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_BULK_MAX_PENDING, description: 'Items accepted and not yet finished (pending and in flight); past it, 503 with Retry-After, and nothing already accepted is dropped. At least `batchSize`' })),
-  retry: Type.Optional(BulkRetry)
-}, { additionalProperties: false, description: 'Coalesce the route\'s POSTs, one JSON item each, into batches sent to the upstream\'s bulk endpoint; each client is answered with its own item\'s result' })
+  retry: Type.Optional(BulkRetry),
+  claimAfter: Type.Optional(duration('Async mode with Redis: items another gateway instance took and has not touched for this long are taken over (that instance died). Longer than a batch with its retries takes', DEFAULT_BULK_CLAIM_AFTER))
+}, { additionalProperties: false, description: 'Coalesce the route\'s POSTs, one JSON item each, into batches sent to the upstream\'s bulk endpoint (see Bulk writes)' })
 
 /** Route keys that may also be set once for all routes under `defaults:`. */
 const routePolicy = {
@@ -269,6 +271,8 @@ export interface BulkConfig {
   readonly maxPending: number
   /** Extra attempts at a failed batch, with exponential backoff and full jitter between `backoffMs` and `maxBackoffMs`. */
   readonly retry: { readonly retries: number, readonly backoffMs: number, readonly maxBackoffMs: number }
+  /** Async mode with Redis: how long another instance's taken, untouched items wait before this one claims them. */
+  readonly claimAfterMs: number
 }
 
 export interface CacheConfig {

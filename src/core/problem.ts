@@ -3,6 +3,8 @@ import { STATUS_CODES } from 'node:http'
 import { ERROR_TABLE, type ErrorCode } from './errors.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+/** What Fastify makes of PROBLEM_CONTENT_TYPE on a string body; the answers written before Fastify say the same. */
+export const PROBLEM_CONTENT_TYPE_UTF8 = `${PROBLEM_CONTENT_TYPE}; charset=utf-8`
 
 /** RFC 9457 section 3.1 members, plus Breakwater's extension members `code`, `route` and `requestId`. */
 export interface Problem {

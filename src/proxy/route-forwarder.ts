@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/index.js'
-import { ERROR_TABLE, gatewayError, PROBLEM_CONTENT_TYPE, problemFor, type ErrorCode } from '../core/index.js'
+import { ERROR_TABLE, gatewayError, PROBLEM_CONTENT_TYPE_UTF8, problemFor, type ErrorCode } from '../core/index.js'
 import { clientResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
 import { failureOf, outcomeOf, type CallGuard, type GuardRefusal, type RetryPolicy } from './call-guard.js'
 import { Exchange, type CapturedResponse, type ExchangeResult } from './exchange.js'
@@ -70,8 +70,6 @@ export interface EarlyRefusal {
 
 const CIRCUIT_OPEN: ErrorCode = 'BW_ERR_UPSTREAM_CIRCUIT_OPEN'
 const OPEN_STATUS = ERROR_TABLE[CIRCUIT_OPEN].status
-/** What Fastify makes of PROBLEM_CONTENT_TYPE on a string body; the early answer says the same. */
-const PROBLEM_CONTENT_TYPE_UTF8 = `${PROBLEM_CONTENT_TYPE}; charset=utf-8`
 
 /** A request of the gateway's own, for `send`: not a client's, so no client headers are forwarded. */
 export interface OwnRequest {
@@ -438,6 +436,11 @@ export class RouteForwarder {
   /** Closes the pools once their requests are done. */
   async close (): Promise<void> {
     await Promise.all(this.#targets.map(async (target) => { await target.pool.close() }))
+  }
+
+  /** Closes the pools now, aborting the requests still in flight (a bulk batch given up at the shutdown deadline). */
+  async destroy (): Promise<void> {
+    await Promise.all(this.#targets.map(async (target) => { await target.pool.destroy() }))
   }
 
   #pick (): Target {

@@ -217,3 +217,18 @@ async function disconnect (client: Redis | Cluster, boundMs: number): Promise<vo
     clearTimeout(timer)
   }
 }
+
+/**
+ * Resolves once the connection is ready, or after `timeoutMs` whatever its state (a Redis still away is the caller's
+ * fail-open case, not a startup failure): the gateway starts listening with its Redis connected when it can be.
+ */
+export async function readyWithin (connection: Pick<RedisConnection, 'client'>, timeoutMs: number): Promise<void> {
+  const client = connection.client
+  if (client.status === 'ready') return
+  let timer: NodeJS.Timeout | undefined
+  await new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs)
+    client.once('ready', resolve)
+  })
+  clearTimeout(timer)
+}

@@ -15,7 +15,7 @@ import { RouteForwarder, type RetryPolicy } from '../proxy/index.js'
 import { backoffMs, BreakerRegistry, isRetryableMethod, parseRetryAfterSeconds, shouldRetry } from '../resilience/index.js'
 import { hostName, resolveDotSegments, RouteTable, type RouteMatch } from '../routing/index.js'
 import { AccessLog, accessLine, accessLineWriter } from './access-log.js'
-import { buildBulkRoutes } from './bulk-routes.js'
+import { buildBulkRoutes, instanceIdFrom, type BulkRoute } from './bulk-routes.js'
 import { closeSilentConnections, createGatewayServer, onClientError, trackConnections } from './http-server.js'
 import { requestIdFor } from './request-id.js'
 import { buildRouteCaches, type CacheLookup, type PendingLookup, type RouteCache } from './response-cache.js'
@@ -42,6 +42,8 @@ export interface ServerDeps {
   readonly logger?: FastifyBaseLogger
   /** The breakers' clock, in milliseconds (tests pass a fake one). Default: Date.now. */
   readonly now?: () => number
+  /** This instance's name in the async bulk routes' consumer groups. Default: BREAKWATER_INSTANCE_ID, else the host name. */
+  readonly instanceId?: string
 }
 
 export async function buildServer (config: GatewayConfig, deps: ServerDeps = {}): Promise<FastifyInstance> {
@@ -62,8 +64,6 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     answerProblem: (reply, code, detail) => { sendProblem(reply.request, reply, code, detail) }
   })]))
   const table = new RouteTable(config.routes)
-  const bulk = buildBulkRoutes(config, forwarders, metrics, sendProblem)
-  metrics.setBulkGaugeSource(bulk.gauges)
   // Fastify's logger exists by the time a store fails: nothing is looked up before the server listens.
   const caches = buildRouteCaches(config, metrics, (details, message) => { app.log.warn(details, message) }, deps.now)
   let closing = false
@@ -100,6 +100,16 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
       handler(req, res)
       return
     }
+    if (match.route.bulk !== null && req.method === 'POST') {
+      // Taken while the breaker is open too: the write waits in its batch's retries until the upstream is back.
+      const started = performance.now()
+      const route = match.route
+      const requestId = requestIdFor(req)
+      ;(bulk.byRoute.get(route.id) as BulkRoute).accept({
+        req, res, requestId, answered: (status, code) => { recordEarly(req, route, requestId, status, code, started) }
+      })
+      return
+    }
     const cache = caches.byRoute.get(match.route.id)
     if (cache !== undefined && cache.looksUp(req)) {
       const started = performance.now()
@@ -116,8 +126,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
       })
       return
     }
-    // A bulk write is taken while the breaker is open: its batch is retried until the upstream is back (or its retries run out).
-    if ((match.route.bulk !== null && req.method === 'POST') || !refusedEarly(req, res, match.route, performance.now())) handler(req, res)
+    if (!refusedEarly(req, res, match.route, performance.now())) handler(req, res)
   }
 
   const app = Fastify({
@@ -134,6 +143,13 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     clientErrorHandler: onClientError
   }) as unknown as FastifyInstance
   const writeAccessLine = accessLineWriter(app.log)
+  const bulk = buildBulkRoutes(config, {
+    forwarders,
+    metrics,
+    log: app.log,
+    instanceId: deps.instanceId ?? instanceIdFrom(process.env)
+  })
+  metrics.setBulkGaugeSource(bulk.gauges)
 
   app.decorateRequest('routeId', null)
   app.decorateRequest('errorCode', null)
@@ -179,7 +195,9 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     request.routeId = match.route.id
     const bulkRoute = bulk.byRoute.get(match.route.id)
     if (bulkRoute !== undefined && request.method === 'POST') {
-      bulkRoute.accept(request, reply)
+      // Only a request injected past the front door gets here: Fastify's onResponse hook records it.
+      reply.hijack()
+      bulkRoute.accept({ req: request.raw, res: reply.raw, requestId: request.id, answered: () => {} })
       return
     }
     const forwarder = forwarders.get(match.route.id) as RouteForwarder
@@ -216,7 +234,10 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     cache: { routes: [...caches.byRoute.keys()], health: caches.health, purge: caches.purge },
     bulk: { routes: [...bulk.byRoute.keys()], status: bulk.status, redrive: bulk.redrive }
   }
-  app.addHook('onReady', async () => { await caches.connected() })
+  app.addHook('onReady', async () => {
+    await Promise.all([caches.connected(), bulk.connected()])
+    bulk.start()
+  })
   const { host: managementHost, port: managementPort } = config.management
   if (managementPort === null) {
     app.decorate('managementServer', null)
@@ -248,9 +269,10 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   })
   app.addHook('onClose', async () => {
     clearInterval(reaper)
-    // Every accepted item is answered before the upstream pools close under its batch.
-    await bulk.close()
-    await Promise.all([...forwarders.values()].map(async (forwarder) => { await forwarder.close() }))
+    // Every accepted item is answered before the upstream pools close under its batch; a batch still in flight at the
+    // deadline is aborted (its items stay in the stream for the next start or another instance).
+    const unsettled = await bulk.close(config.server.shutdownTimeoutMs)
+    await Promise.all([...forwarders].map(async ([id, forwarder]) => { await (unsettled.has(id) ? forwarder.destroy() : forwarder.close()) }))
     await caches.close()
   })
   return app

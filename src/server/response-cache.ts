@@ -12,7 +12,7 @@ import {
 } from '../config/index.js'
 import type { CacheOperation, CacheStoreKind, GatewayMetrics, StaleReason } from '../metrics/index.js'
 import type { CapturedResponse, ForwardEnd, RouteForwarder } from '../proxy/index.js'
-import { createRedisClient, type RedisConnection } from '../redis/index.js'
+import { createRedisClient, readyWithin, type RedisConnection } from '../redis/index.js'
 
 /** The X-Cache header: how the cache took part in an answer. */
 export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'REVALIDATED' | 'BYPASS'
@@ -581,14 +581,7 @@ export function buildRouteCaches (config: GatewayConfig, metrics: GatewayMetrics
     health: () => connection === null ? null : shared.health(),
     purge: async (routeId, pathPrefix) => await (byRoute.get(routeId) as RouteCache).purge(pathPrefix),
     connected: async () => {
-      if (connection === null || connection.client.status === 'ready') return
-      const client = connection.client
-      let timer: NodeJS.Timeout | undefined
-      await new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, (redis as RedisConfig).connectTimeoutMs)
-        client.once('ready', resolve)
-      })
-      clearTimeout(timer)
+      if (connection !== null) await readyWithin(connection, (redis as RedisConfig).connectTimeoutMs)
     },
     close: async () => {
       await Promise.all(tiers.map(async (tier) => { await tier.close() }))

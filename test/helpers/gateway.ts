@@ -13,11 +13,14 @@ export interface Gateway {
 
 interface TapLike { teardown: (fn: () => unknown) => void }
 
-/** Loads `yaml` as config, listens on 127.0.0.1:0 with logging off (unless `logLevel` is given), closes in teardown. */
-export async function startGateway (t: TapLike, yaml: string, options: { env?: Record<string, string>, logLevel?: LogLevel } = {}): Promise<Gateway> {
+/**
+ * Loads `yaml` as config, listens on 127.0.0.1:0 with logging off (unless `logLevel` is given), closes in teardown.
+ * `instanceId` names the gateway in async bulk routes' consumer groups (default: BREAKWATER_INSTANCE_ID or the host name).
+ */
+export async function startGateway (t: TapLike, yaml: string, options: { env?: Record<string, string>, logLevel?: LogLevel, instanceId?: string } = {}): Promise<Gateway> {
   const loaded = parseConfig(yaml, 'test.yaml', options.env ?? {})
   const config: GatewayConfig = { ...loaded, server: { ...loaded.server, logLevel: options.logLevel ?? 'silent' } }
-  const app = await buildServer(config)
+  const app = await buildServer(config, { instanceId: options.instanceId })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => app.close())
   const { port } = app.server.address() as AddressInfo

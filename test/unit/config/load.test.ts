@@ -741,7 +741,8 @@ t.test('bulk: off unless set; every key but path has a default', async (t) => {
     mode: 'sync',
     concurrency: 2,
     maxPending: 100_000,
-    retry: { retries: 5, backoffMs: 100, maxBackoffMs: 5000 }
+    retry: { retries: 5, backoffMs: 100, maxBackoffMs: 5000 },
+    claimAfterMs: 30_000
   })
   t.ok(Object.isFrozen(bulk?.retry), 'frozen with the rest of the config')
 })
@@ -763,6 +764,7 @@ routes:
       concurrency: 64
       maxPending: 200
       retry: {retries: 0, backoff: 1s, maxBackoff: 1s}
+      claimAfter: 2m
   - id: other
     prefix: /other
     methods: [GET, POST]
@@ -778,7 +780,8 @@ routes:
     mode: 'async',
     concurrency: 64,
     maxPending: 200,
-    retry: { retries: 0, backoffMs: 1000, maxBackoffMs: 1000 }
+    retry: { retries: 0, backoffMs: 1000, maxBackoffMs: 1000 },
+    claimAfterMs: 120_000
   }, 'maxPending may equal batchSize; backoff may equal maxBackoff')
   t.match(config.routes[1]?.bulk, { maxWaitMs: 0, batchSize: 100_000, maxPending: 100_000, retry: { retries: 20, backoffMs: 100, maxBackoffMs: 5000 } })
   t.equal(config.routes[1]?.rewritePrefix, null, 'bulk leaves the route\'s other keys alone')
@@ -824,7 +827,7 @@ t.test('bulk: schema errors name the key and what was expected', async (t) => {
 
 t.test('bulk: unknown keys are refused, with the known keys', async (t) => {
   t.same(errorsOf(bulkRoute('      {path: /x, batchsize: 10, retry: {jitter: true}}')), [
-    'gw.yaml:6:18 routes[0].bulk.batchsize: unknown key (known keys: path, batchSize, maxBatchBytes, maxWait, format, mode, concurrency, maxPending, retry)',
+    'gw.yaml:6:18 routes[0].bulk.batchsize: unknown key (known keys: path, batchSize, maxBatchBytes, maxWait, format, mode, concurrency, maxPending, retry, claimAfter)',
     'gw.yaml:6:41 routes[0].bulk.retry.jitter: unknown key (known keys: retries, backoff, maxBackoff)'
   ])
 })
