@@ -219,8 +219,8 @@ t.test('SIGTERM, async with Redis: exit within shutdownTimeout with a batch held
   const answers = await Promise.all([1, 2, 3, 4, 5].map(async (n) => await post(pool, JSON.stringify({ n }))))
   t.same(answers.map((answer) => answer.status), [202, 202, 202, 202, 202])
   const ids = answers.map((answer) => (JSON.parse(answer.body) as { id: string }).id)
-  await waitUntil(() => held() >= 1, 'a batch at the upstream')
-  await waitUntil(async () => (await bulkStatus(pool)).inFlight === 5, 'all five taken by the sender')
+  await waitUntil(() => held() >= 1, 'a batch at the upstream', 15_000)
+  await waitUntil(async () => (await bulkStatus(pool)).inFlight === 5, 'all five taken by the sender', 15_000)
   await pool.close()
 
   const signalledAt = Date.now()
@@ -239,5 +239,5 @@ t.test('SIGTERM, async with Redis: exit within shutdownTimeout with a batch held
   await startCli(t, file, { env })
   await waitUntil(() => delivered.length >= 5, 'the items delivered after the restart', 10_000)
   t.same([...delivered].sort(), [...ids].sort())
-  await waitUntil(async () => await xlen(redis) === 0, 'the stream emptied', 5_000)
+  await waitUntil(async () => await xlen(redis) === 0, 'the stream emptied', 15_000)
 })
