@@ -13,7 +13,9 @@ import {
   DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, REDIS_URL_ENV,
   DEFAULT_BULK_BATCH_SIZE, DEFAULT_BULK_CONCURRENCY, DEFAULT_BULK_FORMAT, DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_PENDING,
   DEFAULT_BULK_MAX_WAIT, DEFAULT_BULK_MODE, DEFAULT_BULK_RETRIES, DEFAULT_BULK_RETRY_BACKOFF, DEFAULT_BULK_RETRY_MAX_BACKOFF, DEFAULT_BULK_CLAIM_AFTER,
-  type BreakerConfig, type BulkConfig, type CacheConfig, type ConfigFile, type GatewayConfig, type RedisConfig, type RetryConfig,
+  DEFAULT_AUTOSCALER_COOLDOWN, DEFAULT_AUTOSCALER_INTERVAL, DEFAULT_AUTOSCALER_MODE, DEFAULT_AUTOSCALER_PORT, DEFAULT_AUTOSCALER_WINDOW,
+  DEFAULT_MAX_MASTERS, DEFAULT_MIGRATION_PIPELINE, MIN_CLUSTER_MASTERS, DEFAULT_MIGRATION_TIMEOUT, DEFAULT_MIN_MASTERS, DEFAULT_SCALE_IN, DEFAULT_SCALE_OUT,
+  type AutoscalerConfig, type BreakerConfig, type BulkConfig, type CacheConfig, type ConfigFile, type GatewayConfig, type RedisConfig, type RetryConfig,
   type RouteConfig, type ServerConfig
 } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
@@ -219,6 +221,7 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
 /** Checks that span keys or need more than a schema: ids and prefixes, URLs, the reserved prefix, header names. */
 function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onKey?: boolean) => void): void {
   checkRedis(raw.redis, at)
+  checkAutoscaler(raw.autoscaler, raw.redis, at)
   const defaults: Record<string, unknown> = isObject(raw.defaults) ? raw.defaults : {}
   checkCache(defaults.cache, ['defaults', 'cache'], raw.redis !== undefined, at)
   checkUpstream(defaults.upstream, ['defaults', 'upstream'], at)
@@ -272,6 +275,87 @@ const isRedisUrl = (url: string): boolean => {
   } catch {
     return false
   }
+}
+
+/** `host:port` of a redis:// or rediss:// URL with an explicit port and nothing else but credentials; null otherwise. */
+function redisNodeOf (url: string): string | null {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return null
+  }
+  const plain = (parsed.pathname === '' || parsed.pathname === '/') && parsed.search === '' && parsed.hash === ''
+  if (!isRedisUrl(url) || parsed.hostname === '' || parsed.port === '' || !plain) return null
+  return parsed.host
+}
+
+const isPercent = (value: unknown): value is number => typeof value === 'number' && value > 0 && value <= 100
+
+/**
+ * The `autoscaler:` block's checks across keys. A pair that disagrees is reported at the key the user wrote,
+ * naming the other side's value (or its default), as bulk's retry backoffs are.
+ */
+function checkAutoscaler (value: unknown, redis: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  if (!isObject(value)) return
+  const here = (...keys: string[]): Path => ['autoscaler', ...keys]
+  const cluster = isObject(redis) && Array.isArray(redis.cluster) ? redis.cluster : null
+  if (value.mode === 'apply' && cluster === null) {
+    at(here('mode'), 'apply mode changes the cluster under redis.cluster: set redis.cluster (its startup nodes), or use mode: recommend')
+  }
+
+  // Values the schema refused are reported once, by it, not compared.
+  const { minMasters, maxMasters } = value
+  const min = minMasters ?? DEFAULT_MIN_MASTERS
+  const max = maxMasters ?? DEFAULT_MAX_MASTERS
+  const isMasters = (count: unknown): count is number => Number.isInteger(count) && (count as number) >= MIN_CLUSTER_MASTERS
+  if (isMasters(min) && isMasters(max) && min > max) {
+    if (maxMasters === undefined) at(here('minMasters'), `expected at most maxMasters (${DEFAULT_MAX_MASTERS} by default), got ${show(minMasters)}`)
+    // maxMasters set alone cannot be below the default minMasters: the schema's minimum is the same 3.
+    else at(here('maxMasters'), `expected at least minMasters (${String(minMasters)}), got ${show(maxMasters)}`)
+  }
+
+  // A scale-in threshold at or above its scale-out one would let one load both add and remove a node: it would flap.
+  const scaleOut = isObject(value.scaleOut) ? value.scaleOut : {}
+  const scaleIn = isObject(value.scaleIn) ? value.scaleIn : {}
+  for (const metric of ['cpu', 'memory'] as const) {
+    const outSet = scaleOut[metric]
+    const inSet = scaleIn[metric]
+    const out = outSet ?? DEFAULT_SCALE_OUT[metric]
+    const low = inSet ?? DEFAULT_SCALE_IN[metric]
+    if (!isPercent(out) || !isPercent(low) || low < out) continue
+    if (inSet === undefined) {
+      at(here('scaleOut', metric), `expected above scaleIn.${metric} (${DEFAULT_SCALE_IN[metric]} by default), got ${show(outSet)}`)
+    } else {
+      at(here('scaleIn', metric), `expected below scaleOut.${metric} (${outSet === undefined ? `${DEFAULT_SCALE_OUT[metric]} by default` : String(outSet)}), got ${show(inSet)}: the cluster would flap`)
+    }
+  }
+
+  // The policy never decides on one sample: the window must hold two intervals at least.
+  const intervalMs = durationMsOf(value.interval ?? DEFAULT_AUTOSCALER_INTERVAL)
+  const windowMs = durationMsOf(value.window ?? DEFAULT_AUTOSCALER_WINDOW)
+  if (intervalMs !== null && windowMs !== null && windowMs < 2 * intervalMs) {
+    if (value.window === undefined) {
+      at(here('interval'), `expected at most half of window (${DEFAULT_AUTOSCALER_WINDOW} by default), got ${show(value.interval)}: a decision averages two samples or more`)
+    } else {
+      const interval = value.interval === undefined ? `${DEFAULT_AUTOSCALER_INTERVAL} by default` : String(value.interval)
+      at(here('window'), `expected at least twice interval (${interval}), got ${show(value.window)}: a decision averages two samples or more`)
+    }
+  }
+
+  if (!Array.isArray(value.spareNodes)) return
+  const members = new Map<string, number>()
+  cluster?.forEach((url, i) => {
+    const node = typeof url === 'string' ? redisNodeOf(url) : null
+    if (node !== null && !members.has(node)) members.set(node, i)
+  })
+  value.spareNodes.forEach((url, i) => {
+    if (typeof url !== 'string' || url === '') return
+    const node = redisNodeOf(url)
+    const member = node === null ? undefined : members.get(node)
+    if (node === null) at(['autoscaler', 'spareNodes', i], `expected a redis://host:port URL (an explicit port, no path or query), got ${show(url)}`)
+    else if (member !== undefined) at(['autoscaler', 'spareNodes', i], `${node} is already a node of the cluster (redis.cluster[${member}]), not a spare`)
+  })
 }
 
 function checkRedis (value: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {
@@ -434,7 +518,29 @@ function resolve (raw: ConfigFile, source: string, redisUrl: string | undefined)
       host: management.host ?? resolvedServer.host
     },
     redis: resolveRedis(raw.redis ?? (redisUrl === undefined ? undefined : { url: redisUrl })),
-    routes
+    routes,
+    autoscaler: resolveAutoscaler(raw.autoscaler ?? {})
+  }
+}
+
+function resolveAutoscaler (autoscaler: NonNullable<ConfigFile['autoscaler']>): AutoscalerConfig {
+  return {
+    mode: autoscaler.mode ?? DEFAULT_AUTOSCALER_MODE,
+    port: autoscaler.port ?? DEFAULT_AUTOSCALER_PORT,
+    intervalMs: parseDurationMs(autoscaler.interval ?? DEFAULT_AUTOSCALER_INTERVAL),
+    windowMs: parseDurationMs(autoscaler.window ?? DEFAULT_AUTOSCALER_WINDOW),
+    cooldownMs: parseDurationMs(autoscaler.cooldown ?? DEFAULT_AUTOSCALER_COOLDOWN),
+    // Key by key: `scaleOut: {cpu: 90}` keeps the default memory threshold.
+    scaleOut: { ...DEFAULT_SCALE_OUT, ...autoscaler.scaleOut },
+    scaleIn: { ...DEFAULT_SCALE_IN, ...autoscaler.scaleIn },
+    minMasters: autoscaler.minMasters ?? DEFAULT_MIN_MASTERS,
+    maxMasters: autoscaler.maxMasters ?? DEFAULT_MAX_MASTERS,
+    spareNodes: autoscaler.spareNodes ?? [],
+    backup: autoscaler.backup ?? true,
+    migration: {
+      pipeline: autoscaler.migration?.pipeline ?? DEFAULT_MIGRATION_PIPELINE,
+      timeoutMs: parseDurationMs(autoscaler.migration?.timeout ?? DEFAULT_MIGRATION_TIMEOUT)
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 // The config file's schema (validated with ajv, documented in the README from these descriptions) and the loaded config's types.
-import { Type, type Static, type TNumber, type TString } from '@sinclair/typebox'
+import { Type, type Static, type TNumber, type TObject, type TOptional, type TString } from '@sinclair/typebox'
 import { DURATION_PATTERN, SIZE_PATTERN } from './units.js'
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'] as const
@@ -58,6 +58,21 @@ export const DEFAULT_BULK_RETRIES = 5
 export const DEFAULT_BULK_RETRY_BACKOFF = '100ms'
 export const DEFAULT_BULK_RETRY_MAX_BACKOFF = '5s'
 export const DEFAULT_BULK_CLAIM_AFTER = '30s'
+export const DEFAULT_AUTOSCALER_MODE: AutoscalerMode = 'recommend'
+export const DEFAULT_AUTOSCALER_PORT = 9464
+export const DEFAULT_AUTOSCALER_INTERVAL = '15s'
+export const DEFAULT_AUTOSCALER_WINDOW = '2m'
+export const DEFAULT_AUTOSCALER_COOLDOWN = '5m'
+/** Percentages: either one above its threshold on the busiest master scales out. */
+export const DEFAULT_SCALE_OUT = { cpu: 80, memory: 75 } as const
+/** Percentages: both below their thresholds on the cluster average scales in. */
+export const DEFAULT_SCALE_IN = { cpu: 30, memory: 50 } as const
+/** redis-cli --cluster create refuses fewer than 3 masters: a majority must survive one failure. */
+export const MIN_CLUSTER_MASTERS = 3
+export const DEFAULT_MIN_MASTERS = 3
+export const DEFAULT_MAX_MASTERS = 9
+export const DEFAULT_MIGRATION_PIPELINE = 100
+export const DEFAULT_MIGRATION_TIMEOUT = '5s'
 /** Entries the embedded store (no `redis:` block) holds across all routes before it evicts the least recently used. */
 export const DEFAULT_MEMORY_STORE_ENTRIES = 10_000
 /** The environment variable that configures a standalone Redis when the file has no `redis:` block. */
@@ -82,6 +97,9 @@ export type BulkFormatName = typeof BULK_FORMATS[number]
 /** `sync`: each client waits for its own item's result; `async`: 202 once the item is durably queued. */
 export const BULK_MODES = ['sync', 'async'] as const
 export type BulkMode = typeof BULK_MODES[number]
+/** `recommend`: measure, decide, log and export, change nothing; `apply`: act on the decisions. */
+export const AUTOSCALER_MODES = ['recommend', 'apply'] as const
+export type AutoscalerMode = typeof AUTOSCALER_MODES[number]
 
 const percent = (description: string, defaultValue?: number): TNumber =>
   Type.Number({ exclusiveMinimum: 0, maximum: 100, description, default: defaultValue, 'x-expected': 'a percentage above 0, at most 100' })
@@ -208,12 +226,36 @@ const Redis = Type.Object({
   commandTimeout: Type.Optional(duration('A command not answered in this time is given up and the request bypasses the cache: a slow Redis never slows the gateway', DEFAULT_REDIS_COMMAND_TIMEOUT))
 }, { additionalProperties: false, description: `The cache's shared store: one of \`url\` or \`cluster\`. Default: \`${REDIS_URL_ENV}\` when set, otherwise an in-memory store in each process (not shared)` })
 
+const thresholds = (description: string, defaults: { readonly cpu: number, readonly memory: number }): TObject<{ cpu: TOptional<TNumber>, memory: TOptional<TNumber> }> => Type.Object({
+  cpu: Type.Optional(percent('CPU % of a master: (used_cpu_sys + used_cpu_user) time over wall time', defaults.cpu)),
+  memory: Type.Optional(percent('Memory % of a master: used_memory over maxmemory, or over total_system_memory when maxmemory is 0', defaults.memory))
+}, { additionalProperties: false, description })
+
+const Autoscaler = Type.Object({
+  mode: Type.Optional(Type.Unsafe<AutoscalerMode>({ type: 'string', enum: [...AUTOSCALER_MODES], default: DEFAULT_AUTOSCALER_MODE, description: '`recommend`: measure, decide, log and export, change nothing; `apply`: act (needs `redis.cluster`, the cluster it manages)' })),
+  port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: DEFAULT_AUTOSCALER_PORT, description: 'Port of the autoscaler\'s own /actuator/prometheus and /actuator/health', 'x-expected': 'a port number from 0 to 65535' })),
+  interval: Type.Optional(duration('How often every master is measured (INFO) and a decision is taken', DEFAULT_AUTOSCALER_INTERVAL)),
+  window: Type.Optional(duration('Decisions use per-master averages over this window, never one sample; at least twice `interval`', DEFAULT_AUTOSCALER_WINDOW)),
+  cooldown: Type.Optional(duration('After an action, no other action for this long', DEFAULT_AUTOSCALER_COOLDOWN)),
+  scaleOut: Type.Optional(thresholds('Scale out when the busiest master is above either threshold (one hot master is enough to hurt)', DEFAULT_SCALE_OUT)),
+  scaleIn: Type.Optional(thresholds('Scale in when the cluster average is below both thresholds; each below its `scaleOut` one', DEFAULT_SCALE_IN)),
+  minMasters: Type.Optional(Type.Integer({ minimum: MIN_CLUSTER_MASTERS, default: DEFAULT_MIN_MASTERS, description: 'Never scale in below this many masters', 'x-expected': `an integer of at least ${MIN_CLUSTER_MASTERS} (redis-cli's minimum)` })),
+  maxMasters: Type.Optional(Type.Integer({ minimum: MIN_CLUSTER_MASTERS, default: DEFAULT_MAX_MASTERS, description: 'Never scale out above this many masters; at least `minMasters`', 'x-expected': `an integer of at least ${MIN_CLUSTER_MASTERS} (redis-cli's minimum)` })),
+  spareNodes: Type.Optional(Type.Array(Type.String({ minLength: 1, 'x-expected': 'a redis://host:port URL' }), { uniqueItems: true, default: [], description: 'Empty cluster-enabled redis-servers it may add (`redis://host:port` each); drained nodes return here' })),
+  backup: Type.Optional(Type.Boolean({ default: true, description: 'BGSAVE every master and wait for it (LASTSAVE moves) before moving any slot' })),
+  migration: Type.Optional(Type.Object({
+    pipeline: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: DEFAULT_MIGRATION_PIPELINE, description: 'Keys per MIGRATE ... KEYS batch', 'x-expected': 'an integer from 1 to 10000' })),
+    timeout: Type.Optional(duration('Timeout of one MIGRATE batch', DEFAULT_MIGRATION_TIMEOUT))
+  }, { additionalProperties: false, description: 'How slots are moved, key batch by key batch' }))
+}, { additionalProperties: false, description: 'The Redis Cluster autoscaler (`breakwater autoscale`): measures the masters of `redis.cluster` and scales it out and in' })
+
 export const ConfigSchema = Type.Object({
   server: Type.Optional(Server),
   management: Type.Optional(Management),
   redis: Type.Optional(Redis),
   defaults: Type.Optional(Defaults),
-  routes: Type.Optional(Type.Array(Route, { description: 'The routes, matched by longest prefix' }))
+  routes: Type.Optional(Type.Array(Route, { description: 'The routes, matched by longest prefix' })),
+  autoscaler: Type.Optional(Autoscaler)
 }, { additionalProperties: false })
 
 /** The config file as written, once it has passed the schema. */
@@ -332,6 +374,32 @@ export interface ManagementConfig {
   readonly host: string
 }
 
+/** Scale thresholds, in percent (0 to 100). */
+export interface LoadThresholds {
+  readonly cpu: number
+  readonly memory: number
+}
+
+/** The `autoscaler:` block: the Redis Cluster control loop's settings (built-in defaults when the block is absent). */
+export interface AutoscalerConfig {
+  readonly mode: AutoscalerMode
+  readonly port: number
+  readonly intervalMs: number
+  /** At least twice `intervalMs`, so that a decision always averages two samples or more. */
+  readonly windowMs: number
+  readonly cooldownMs: number
+  /** Each threshold above its `scaleIn` one. */
+  readonly scaleOut: LoadThresholds
+  readonly scaleIn: LoadThresholds
+  /** At least 3, at most `maxMasters`. */
+  readonly minMasters: number
+  readonly maxMasters: number
+  /** `redis://host:port` URLs as written. */
+  readonly spareNodes: readonly string[]
+  readonly backup: boolean
+  readonly migration: { readonly pipeline: number, readonly timeoutMs: number }
+}
+
 export interface GatewayConfig {
   /** Where the config came from, for messages. */
   readonly source: string
@@ -340,4 +408,5 @@ export interface GatewayConfig {
   /** null: each process caches in memory. */
   readonly redis: RedisConfig | null
   readonly routes: readonly RouteConfig[]
+  readonly autoscaler: AutoscalerConfig
 }

@@ -46,7 +46,21 @@ t.test('an empty file (or only comments) gives the built-in defaults', async (t)
     },
     management: { token: null, port: null, host: '0.0.0.0' },
     redis: null,
-    routes: []
+    routes: [],
+    autoscaler: {
+      mode: 'recommend',
+      port: 9464,
+      intervalMs: 15_000,
+      windowMs: 120_000,
+      cooldownMs: 300_000,
+      scaleOut: { cpu: 80, memory: 75 },
+      scaleIn: { cpu: 30, memory: 50 },
+      minMasters: 3,
+      maxMasters: 9,
+      spareNodes: [],
+      backup: true,
+      migration: { pipeline: 100, timeoutMs: 5000 }
+    }
   }
   t.same(load(''), expected)
   t.same(load('# nothing here yet\n'), expected)
@@ -88,7 +102,7 @@ defaults:
   t.same(errorsOf(`
 servers:
   port: 8080
-`), ['gw.yaml:1:1 servers: unknown key (known keys: server, management, redis, defaults, routes)'])
+`), ['gw.yaml:1:1 servers: unknown key (known keys: server, management, redis, defaults, routes, autoscaler)'])
 })
 
 t.test('a value of the wrong type names what was expected', async (t) => {
@@ -891,4 +905,193 @@ t.test('bulk: retry.backoff above retry.maxBackoff is an error at the key that w
   t.same(errorsOf(bulkRoute('      {path: /x, retry: {backoff: soon, maxBackoff: 1s}}')), [
     'gw.yaml:6:35 routes[0].bulk.retry.backoff: expected a duration like 5s, got "soon"'
   ], 'an invalid duration is reported once, by the schema')
+})
+
+const CLUSTER = `
+redis:
+  cluster: [redis://127.0.0.1:7101, redis://127.0.0.1:7102, redis://127.0.0.1:7103]
+`
+
+t.test('autoscaler: every key set, as the issue writes it', async (t) => {
+  const config = load(`${CLUSTER}
+autoscaler:
+  mode: apply
+  port: 9464
+  interval: 15s
+  window: 2m
+  cooldown: 5m
+  scaleOut: {cpu: 80, memory: 75}
+  scaleIn:  {cpu: 30, memory: 50}
+  minMasters: 3
+  maxMasters: 9
+  spareNodes: [redis://127.0.0.1:7104, redis://127.0.0.1:7105]
+  backup: true
+  migration: {pipeline: 100, timeout: 5s}
+`)
+  t.same(config.autoscaler, {
+    mode: 'apply',
+    port: 9464,
+    intervalMs: 15_000,
+    windowMs: 120_000,
+    cooldownMs: 300_000,
+    scaleOut: { cpu: 80, memory: 75 },
+    scaleIn: { cpu: 30, memory: 50 },
+    minMasters: 3,
+    maxMasters: 9,
+    spareNodes: ['redis://127.0.0.1:7104', 'redis://127.0.0.1:7105'],
+    backup: true,
+    migration: { pipeline: 100, timeoutMs: 5000 }
+  })
+  t.ok(Object.isFrozen(config.autoscaler.scaleOut) && Object.isFrozen(config.autoscaler.spareNodes), 'frozen with the rest of the config')
+})
+
+t.test('autoscaler: other values, and defaults merged key by key', async (t) => {
+  const config = load(`
+autoscaler:
+  port: 0
+  interval: 500ms
+  window: 1s
+  cooldown: 1h
+  scaleOut: {cpu: 90.5}
+  scaleIn: {memory: 10}
+  minMasters: 4
+  maxMasters: 4
+  spareNodes: ['rediss://:secret@cache.internal:6380', 'redis://[::1]:7000/']
+  backup: false
+  migration: {timeout: 250ms}
+`)
+  t.same(config.autoscaler, {
+    mode: 'recommend',
+    port: 0,
+    intervalMs: 500,
+    windowMs: 1000,
+    cooldownMs: 3_600_000,
+    scaleOut: { cpu: 90.5, memory: 75 },
+    scaleIn: { cpu: 30, memory: 10 },
+    minMasters: 4,
+    maxMasters: 4,
+    spareNodes: ['rediss://:secret@cache.internal:6380', 'redis://[::1]:7000/'],
+    backup: false,
+    migration: { pipeline: 100, timeoutMs: 250 }
+  })
+  t.same(load('autoscaler: {}\n').autoscaler, load('').autoscaler, 'an empty block is the defaults')
+  t.same(load('autoscaler: {migration: {pipeline: 10000}}\n').autoscaler.migration, { pipeline: 10_000, timeoutMs: 5000 })
+})
+
+t.test('autoscaler: schema errors name the key and what was expected', async (t) => {
+  t.same(errorsOf(`
+autoscaler:
+  mode: auto
+  port: 70000
+  interval: 15
+  window: 0m
+  cooldown: soon
+  scaleOut: {cpu: 0, memory: 101}
+  scaleIn: {cpu: "30", load: 1}
+  minMasters: 2
+  maxMasters: many
+  spareNodes: redis://127.0.0.1:7104
+  backup: yes please
+  migration: {pipeline: 0, timeout: 5}
+  replicas: 1
+`), [
+    'gw.yaml:2:9 autoscaler.mode: expected one of recommend, apply, got "auto"',
+    'gw.yaml:3:9 autoscaler.port: expected a port number from 0 to 65535, got 70000',
+    'gw.yaml:4:13 autoscaler.interval: expected a duration like 5s, got 15',
+    'gw.yaml:5:11 autoscaler.window: expected a duration like 5s, got "0m"',
+    'gw.yaml:6:13 autoscaler.cooldown: expected a duration like 5s, got "soon"',
+    'gw.yaml:7:19 autoscaler.scaleOut.cpu: expected a percentage above 0, at most 100, got 0',
+    'gw.yaml:7:30 autoscaler.scaleOut.memory: expected a percentage above 0, at most 100, got 101',
+    'gw.yaml:8:18 autoscaler.scaleIn.cpu: expected a percentage above 0, at most 100, got "30"',
+    'gw.yaml:8:24 autoscaler.scaleIn.load: unknown key (known keys: cpu, memory)',
+    'gw.yaml:9:15 autoscaler.minMasters: expected an integer of at least 3 (redis-cli\'s minimum), got 2',
+    'gw.yaml:10:15 autoscaler.maxMasters: expected an integer of at least 3 (redis-cli\'s minimum), got "many"',
+    'gw.yaml:11:15 autoscaler.spareNodes: expected an array, got "redis://127.0.0.1:7104"',
+    'gw.yaml:12:11 autoscaler.backup: expected a boolean, got "yes please"',
+    'gw.yaml:13:25 autoscaler.migration.pipeline: expected an integer from 1 to 10000, got 0',
+    'gw.yaml:13:37 autoscaler.migration.timeout: expected a duration like 5s, got 5',
+    'gw.yaml:14:3 autoscaler.replicas: unknown key (known keys: mode, port, interval, window, cooldown, scaleOut, scaleIn, minMasters, maxMasters, spareNodes, backup, migration)'
+  ])
+  t.same(errorsOf(`
+autoscaler:
+  spareNodes: [redis://127.0.0.1:7104, redis://127.0.0.1:7104, ""]
+`), [
+    'gw.yaml:2:15 autoscaler.spareNodes: expected no duplicates, got ["redis://127.0.0.1:7104","redis://127.0.0.1:7104",""]',
+    'gw.yaml:2:64 autoscaler.spareNodes[2]: expected a redis://host:port URL, got ""'
+  ])
+})
+
+t.test('autoscaler: apply mode needs redis.cluster, the cluster it manages', async (t) => {
+  const message = 'autoscaler.mode: apply mode changes the cluster under redis.cluster: set redis.cluster (its startup nodes), or use mode: recommend'
+  t.same(errorsOf('autoscaler: {mode: apply}\n'), [`gw.yaml:1:20 ${message}`])
+  t.same(errorsOf(`
+redis: {url: redis://127.0.0.1:6379}
+autoscaler:
+  mode: apply
+`), [`gw.yaml:3:9 ${message}`], 'a standalone Redis is no cluster')
+  t.equal(load(`${CLUSTER}autoscaler: {mode: apply}\n`).autoscaler.mode, 'apply')
+  t.equal(load('autoscaler: {mode: recommend}\n').autoscaler.mode, 'recommend', 'recommend mode needs no cluster to load')
+})
+
+t.test('autoscaler: minMasters at most maxMasters, said at the key that was set', async (t) => {
+  t.same(errorsOf('autoscaler: {minMasters: 6, maxMasters: 5}\n'), ['gw.yaml:1:41 autoscaler.maxMasters: expected at least minMasters (6), got 5'])
+  t.same(errorsOf('autoscaler: {minMasters: 10}\n'), ['gw.yaml:1:26 autoscaler.minMasters: expected at most maxMasters (9 by default), got 10'])
+  t.match(load('autoscaler: {maxMasters: 3}\n').autoscaler, { minMasters: 3, maxMasters: 3 }, 'equal is fine')
+  t.same(errorsOf('autoscaler: {minMasters: 2, maxMasters: 1}\n'), [
+    'gw.yaml:1:26 autoscaler.minMasters: expected an integer of at least 3 (redis-cli\'s minimum), got 2',
+    'gw.yaml:1:41 autoscaler.maxMasters: expected an integer of at least 3 (redis-cli\'s minimum), got 1'
+  ], 'values the schema refused are not compared')
+})
+
+t.test('autoscaler: each scale-in threshold below its scale-out one, said at the key that was set', async (t) => {
+  t.same(errorsOf('autoscaler: {scaleIn: {cpu: 80}}\n'), ['gw.yaml:1:29 autoscaler.scaleIn.cpu: expected below scaleOut.cpu (80 by default), got 80: the cluster would flap'])
+  t.same(errorsOf('autoscaler: {scaleOut: {memory: 50}}\n'), ['gw.yaml:1:33 autoscaler.scaleOut.memory: expected above scaleIn.memory (50 by default), got 50'])
+  t.same(errorsOf('autoscaler: {scaleOut: {cpu: 40, memory: 60}, scaleIn: {cpu: 50, memory: 70}}\n'), [
+    'gw.yaml:1:62 autoscaler.scaleIn.cpu: expected below scaleOut.cpu (40), got 50: the cluster would flap',
+    'gw.yaml:1:74 autoscaler.scaleIn.memory: expected below scaleOut.memory (60), got 70: the cluster would flap'
+  ])
+  t.match(load('autoscaler: {scaleOut: {cpu: 40}, scaleIn: {cpu: 39.9}}\n').autoscaler, { scaleOut: { cpu: 40 }, scaleIn: { cpu: 39.9 } })
+  t.same(errorsOf('autoscaler: {scaleOut: {cpu: 0}, scaleIn: {cpu: 50}}\n'), ['gw.yaml:1:30 autoscaler.scaleOut.cpu: expected a percentage above 0, at most 100, got 0'], 'a refused value is not compared')
+})
+
+t.test('autoscaler: the window holds two intervals at least, said at the key that was set', async (t) => {
+  t.same(errorsOf('autoscaler: {window: 20s}\n'), ['gw.yaml:1:22 autoscaler.window: expected at least twice interval (15s by default), got "20s": a decision averages two samples or more'])
+  t.same(errorsOf('autoscaler: {interval: 61s}\n'), ['gw.yaml:1:24 autoscaler.interval: expected at most half of window (2m by default), got "61s": a decision averages two samples or more'])
+  t.same(errorsOf('autoscaler: {interval: 1m, window: 119s}\n'), ['gw.yaml:1:36 autoscaler.window: expected at least twice interval (1m), got "119s": a decision averages two samples or more'])
+  t.match(load('autoscaler: {interval: 1m, window: 2m}\n').autoscaler, { intervalMs: 60_000, windowMs: 120_000 }, 'exactly twice is fine')
+  t.same(errorsOf('autoscaler: {interval: 1m, window: 0s}\n'), ['gw.yaml:1:36 autoscaler.window: expected a duration like 5s, got "0s"'], 'a refused value is not compared')
+})
+
+t.test('autoscaler: spare nodes are redis://host:port URLs, none of them a node of redis.cluster', async (t) => {
+  t.same(errorsOf(`${CLUSTER}
+autoscaler:
+  spareNodes:
+    - http://127.0.0.1:7104
+    - redis://127.0.0.1
+    - redis://127.0.0.1:7104/0
+    - redis://127.0.0.1:7105?db=1
+    - 127.0.0.1:7106
+    - redis://127.0.0.1:7102
+    - rediss://127.0.0.1:7103
+    - redis://127.0.0.1:7107
+`), [
+    'gw.yaml:6:7 autoscaler.spareNodes[0]: expected a redis://host:port URL (an explicit port, no path or query), got "http://127.0.0.1:7104"',
+    'gw.yaml:7:7 autoscaler.spareNodes[1]: expected a redis://host:port URL (an explicit port, no path or query), got "redis://127.0.0.1"',
+    'gw.yaml:8:7 autoscaler.spareNodes[2]: expected a redis://host:port URL (an explicit port, no path or query), got "redis://127.0.0.1:7104/0"',
+    'gw.yaml:9:7 autoscaler.spareNodes[3]: expected a redis://host:port URL (an explicit port, no path or query), got "redis://127.0.0.1:7105?db=1"',
+    'gw.yaml:10:7 autoscaler.spareNodes[4]: expected a redis://host:port URL (an explicit port, no path or query), got "127.0.0.1:7106"',
+    'gw.yaml:11:7 autoscaler.spareNodes[5]: 127.0.0.1:7102 is already a node of the cluster (redis.cluster[1]), not a spare',
+    'gw.yaml:12:7 autoscaler.spareNodes[6]: 127.0.0.1:7103 is already a node of the cluster (redis.cluster[2]), not a spare'
+  ])
+  t.same(errorsOf(`
+redis:
+  cluster: [redis://127.0.0.1:7101, redis://127.0.0.1:7101, "not a url", 5]
+autoscaler:
+  spareNodes: [redis://127.0.0.1:7101, 7]
+`), [
+    'gw.yaml:2:61 redis.cluster[2]: expected a redis:// or rediss:// URL, got "not a url"',
+    'gw.yaml:2:74 redis.cluster[3]: expected a redis:// or rediss:// URL, got 5',
+    'gw.yaml:4:16 autoscaler.spareNodes[0]: 127.0.0.1:7101 is already a node of the cluster (redis.cluster[0]), not a spare',
+    'gw.yaml:4:40 autoscaler.spareNodes[1]: expected a redis://host:port URL, got 7'
+  ], 'a startup node listed twice, or not a URL, still compares')
 })
