@@ -58,11 +58,17 @@ export function parseConfig (text: string, file: string, env: Env = process.env)
   })
 
   const data: unknown = doc.toJS() ?? {}
+  const reported = new Set<string>()
   const at = (path: Path, message: string, onKey = false): void => {
     const offset = offsetOf(doc, path, onKey)
     // A value with an unset ${VAR} is already reported; its leftover text would only add a second error.
     if (!onKey && unresolved.has(offset)) return
-    issues.push({ ...locate(offset), path: formatPath(path), message })
+    const issue = { ...locate(offset), path: formatPath(path), message }
+    // A value breaking two keywords that share one `x-expected` (2.5 for an integer with a minimum) says it once.
+    const key = `${issue.line}:${issue.col} ${issue.path} ${message}`
+    if (reported.has(key)) return
+    reported.add(key)
+    issues.push(issue)
   }
 
   if (!validateSchema(data)) {

@@ -1095,3 +1095,9 @@ autoscaler:
     'gw.yaml:4:40 autoscaler.spareNodes[1]: expected a redis://host:port URL, got 7'
   ], 'a startup node listed twice, or not a URL, still compares')
 })
+
+t.test('a value that breaks two rules of one key is reported once', async (t) => {
+  t.same(errorsOf('autoscaler:\n  maxMasters: 2.5\n'), [
+    'gw.yaml:2:15 autoscaler.maxMasters: expected an integer of at least 3 (redis-cli\'s minimum), got 2.5'
+  ])
+})
