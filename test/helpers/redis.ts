@@ -17,6 +17,8 @@ const MAX_CLUSTER_PORT = 65_535 - CLUSTER_BUS_OFFSET
 const START_TIMEOUT_MS = 10_000
 const CLUSTER_TIMEOUT_MS = 20_000
 const STOP_TIMEOUT_MS = 5_000
+/** A cluster node's flags; a relative cluster-config-file lands in --dir, the node's own temp dir. */
+const CLUSTER_NODE_ARGS = ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000']
 
 export interface RedisServer {
   /** `redis://[:password@]127.0.0.1:<port>` */
@@ -78,8 +80,7 @@ export async function startRedisCluster (t: TapLike, options: RedisClusterOption
   for (let i = 0; i < masters; i++) {
     // One at a time: a running node holds its port and bus port, so the next probe cannot hand them out again.
     const port = await freePort(true)
-    // A relative cluster-config-file lands in --dir, the node's own temp dir.
-    servers.push(await launch(t, port, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000']))
+    servers.push(await launch(t, port, CLUSTER_NODE_ARGS))
   }
   const addresses = servers.map((server) => `127.0.0.1:${server.port}`)
   await execFileAsync('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'], { timeout: CLUSTER_TIMEOUT_MS })
@@ -94,6 +95,15 @@ export async function startRedisCluster (t: TapLike, options: RedisClusterOption
     servers,
     stop: async () => { await Promise.all(servers.map((server) => server.stop())) }
   }
+}
+
+/**
+ * Starts one cluster-enabled redis-server that is in no cluster yet (it knows only itself and holds no slot): a spare
+ * for the autoscaler to add. Stopped in `t.teardown`.
+ */
+export async function startClusterNode (t: TapLike): Promise<RedisServer> {
+  await requireBinaries()
+  return launch(t, await freePort(true), CLUSTER_NODE_ARGS)
 }
 
 let binariesChecked: Promise<void> | undefined
