@@ -1,2 +1,5 @@
 export * from './definitions.js'
+export * from './exposition.js'
 export * from './registry.js'
+export * from './autoscaler-definitions.js'
+export * from './autoscaler-metrics.js'

@@ -1,6 +1,6 @@
 // GatewayMetrics: the prom-client registry with the definitions, cheap per-request recording, and breaker gauges read at scrape time.
 import {
-  collectDefaultMetrics, Gauge, openMetricsContentType, prometheusContentType, Registry, type Metric, type RegistryContentType
+  collectDefaultMetrics, Gauge, Registry, type Metric, type RegistryContentType
 } from 'prom-client'
 import type { BreakerSnapshot } from '../resilience/types.js'
 import { BREAKER_STATES } from '../resilience/types.js'
@@ -9,14 +9,12 @@ import {
   type BulkBatchOutcome, type BulkItemOutcome, type CacheOperation, type CacheStoreKind, type MetricDefinition, type Outcome,
   type RetryCallKind, type StaleReason
 } from './definitions.js'
+import { Exposition } from './exposition.js'
 
 /** The `uri` of a request that matched no route, as Spring tags an unmapped 404. */
 export const NOT_FOUND_URI = 'NOT_FOUND'
 /** The `exception` of a request that ended without one, as Spring tags it. */
 export const NO_EXCEPTION = 'None'
-
-export const PROMETHEUS_CONTENT_TYPE = prometheusContentType
-export const OPENMETRICS_CONTENT_TYPE = openMetricsContentType
 
 /** The breakers to report, read at every scrape (so their gauges cost nothing per request). */
 export type BreakerSnapshotSource = () => Iterable<BreakerSnapshot>
@@ -151,6 +149,7 @@ function histogramSamples (name: string, series: HistogramSeries): Sample[] {
 
 export class GatewayMetrics {
   readonly registry = new Registry<RegistryContentType>()
+  private readonly exposition = new Exposition(this.registry)
   private breakers: BreakerSnapshotSource
   private readonly transactions: ChildCache<CounterSeries>
   private readonly requests: ChildCache<HistogramSeries>
@@ -170,9 +169,6 @@ export class GatewayMetrics {
   private bulkGauges: BulkGaugeSource = async () => []
   /** The bulk source's answer for the scrape under way: the registry collects every metric in one turn, so both gauges share one read. */
   private bulkRead: Promise<readonly BulkGauges[]> | null = null
-  /** Counter names as registered: prom-client strips `_total` from them while rendering OpenMetrics. */
-  private readonly counterNames = new Map<{ name: string }, string>()
-  private scrapes: Promise<unknown> = Promise.resolve()
 
   constructor (options: GatewayMetricsOptions = {}) {
     this.breakers = options.breakers ?? (() => [])
@@ -210,10 +206,6 @@ export class GatewayMetrics {
     this.breakerGauge(METRICS.breakerSlowCallRate, (gauge, b) => { gauge.set({ name: b.name }, b.slowCallRate) })
     this.bulkGauge(METRICS.bulkPending, (gauge, b) => { gauge.set({ route: b.route }, b.pending) })
     this.bulkGauge(METRICS.bulkDeadLetters, (gauge, b) => { gauge.set({ route: b.route }, b.deadLetters) })
-
-    for (const metric of this.registry.getMetricsAsArray() as unknown as Array<{ type: string, name: string }>) {
-      if (metric.type === 'counter') this.counterNames.set(metric, metric.name)
-    }
   }
 
   /**
@@ -322,25 +314,12 @@ export class GatewayMetrics {
 
   /** The content type of `metrics(openMetrics)`. */
   contentType (openMetrics: boolean): string {
-    return openMetrics ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE
+    return this.exposition.contentType(openMetrics)
   }
 
   /** Every metric in the Prometheus text format 0.0.4, or OpenMetrics 1.0.0. */
   async metrics (openMetrics = false): Promise<string> {
-    // prom-client renders OpenMetrics by switching the registry's format and renaming its counters, so scrapes take turns.
-    const run = this.scrapes.then(async () => await (openMetrics ? this.openMetrics() : this.registry.metrics()))
-    this.scrapes = run.catch(() => {})
-    return await run
-  }
-
-  private async openMetrics (): Promise<string> {
-    this.registry.setContentType(openMetricsContentType)
-    try {
-      return await this.registry.metrics()
-    } finally {
-      this.registry.setContentType(prometheusContentType)
-      for (const [metric, name] of this.counterNames) metric.name = name
-    }
+    return await this.exposition.render(openMetrics)
   }
 
   private counter (def: MetricDefinition): ChildCache<CounterSeries> {
