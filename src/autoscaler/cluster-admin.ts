@@ -1,18 +1,18 @@
 // Acts on a Redis Cluster: moves slots, adds and drains masters, repairs half-done moves, backs up; the only sender of CLUSTER/MIGRATE admin commands.
 import { setTimeout as delay } from 'node:timers/promises'
+// The option defaults are the config's, so a library caller and `autoscaler:` agree.
+import {
+  DEFAULT_MAX_MASTERS, DEFAULT_MIGRATION_PIPELINE, DEFAULT_MIGRATION_TIMEOUT, DEFAULT_MIN_MASTERS, parseDurationMs
+} from '../config/index.js'
 import { parseClusterNodes, parseInfo, slotsOf, splitAddress, type ClusterNode } from './cluster-nodes.js'
 import { drainPlan, rebalancePlan, type SlotMove } from './slot-plan.js'
 
-/** Keys per MIGRATE. */
-export const DEFAULT_MIGRATION_PIPELINE = 100
-/** MIGRATE's own timeout (ms): how long the source may wait on the target for one batch. */
-export const DEFAULT_MIGRATION_TIMEOUT_MS = 5_000
+/** MIGRATE's own timeout (ms): how long the source may wait on the target for one batch; config's `migration.timeout`. */
+export const DEFAULT_MIGRATION_TIMEOUT_MS = parseDurationMs(DEFAULT_MIGRATION_TIMEOUT)
 /** How long the cluster may take to agree on a new node or to finish a BGSAVE (ms). */
 export const DEFAULT_SETTLE_TIMEOUT_MS = 30_000
 /** How often the cluster is asked again while waiting for it to settle (ms). */
 export const DEFAULT_POLL_INTERVAL_MS = 50
-export const DEFAULT_MIN_MASTERS = 3
-export const DEFAULT_MAX_MASTERS = 9
 
 /**
  * One node's connection, as ioredis' `Redis` declares `call`, `callBuffer` and the RedisConnection of src/redis

@@ -1,9 +1,8 @@
 // The consumer loop of an async bulk route: takes items from its queue in batches, sends them, then acks or dead-letters each.
-import { performance } from 'node:perf_hooks'
 import type { BulkItemResult } from './bulk-writer.js'
 import {
-  DEFAULT_BULK_BATCH_SIZE, DEFAULT_BULK_CONCURRENCY, DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_WAIT_MS,
-  type CoalescerClock
+  checkResults, DEFAULT_BULK_BATCH_SIZE, DEFAULT_BULK_CONCURRENCY, DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_WAIT_MS,
+  monotonicClock, positiveInteger, type CoalescerClock
 } from './coalescer.js'
 import type { BulkQueue, FailedItem, QueuedItem } from './queue.js'
 
@@ -88,12 +87,6 @@ interface Held {
   readonly takenAt: number
 }
 
-const realClock: CoalescerClock = {
-  now: () => performance.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => { clearTimeout(handle as NodeJS.Timeout) }
-}
-
 /**
  * Semantics:
  * - One loop per route: it takes up to `batchSize` items when a batch slot is free, and sends a batch when it has
@@ -151,7 +144,7 @@ export class AsyncSender {
     this.idlePollMs = milliseconds('options.idlePollMs', options.idlePollMs ?? DEFAULT_ASYNC_IDLE_POLL_MS, false)
     this.#queue = options.queue
     this.#dispatch = options.dispatch
-    this.#clock = options.clock ?? realClock
+    this.#clock = options.clock ?? monotonicClock
     this.#touchEveryMs = options.queue.claimAfterMs / 3
     this.#onDelivered = options.onDelivered
     this.#onFailed = options.onFailed
@@ -299,10 +292,9 @@ export class AsyncSender {
   async #results (items: readonly QueuedItem[]): Promise<ReadonlyArray<BulkItemResult | Error>> {
     let failure: Error
     try {
-      const results: unknown = await this.#dispatch(items)
-      if (Array.isArray(results) && results.length === items.length) return results
-      const got = Array.isArray(results) ? results.length : results === null ? 'null' : typeof results
-      failure = new TypeError(`expected dispatch to resolve with ${items.length} results (one per item, in order), got ${got}`)
+      const outcome = checkResults<BulkItemResult>(await this.#dispatch(items), items.length)
+      if (outcome.ok) return outcome.results
+      failure = outcome.reason as Error
     } catch (err) {
       failure = err instanceof Error ? err : new Error(`dispatch rejected with ${String(err)}`)
     }
@@ -410,11 +402,6 @@ function describeAnswer (result: BulkItemResult): string {
   if (text === '') return `upstream answered ${result.status}`
   const shown = text.length > DEAD_LETTER_BODY_CHARS ? `${text.slice(0, DEAD_LETTER_BODY_CHARS)}...` : text
   return `upstream answered ${result.status}: ${shown}`
-}
-
-function positiveInteger (name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`expected options.${name} to be a positive integer, got ${String(value)}`)
-  return value
 }
 
 /** `value` checked as a duration; `zero` allows 0. */

@@ -113,11 +113,13 @@ interface FlushWaiter {
   readonly resolve: () => void
 }
 
-type Outcome<R> =
+/** A dispatch's results matched to its batch, or why they cannot be. */
+export type Outcome<R> =
   | { readonly ok: true, readonly results: ReadonlyArray<R | Error> }
   | { readonly ok: false, readonly reason: unknown }
 
-const realClock: CoalescerClock = {
+/** Node's monotonic clock and timers: the default of the coalescer and of the async sender. */
+export const monotonicClock: CoalescerClock = {
   now: () => performance.now(),
   setTimeout: (callback, ms) => setTimeout(callback, ms),
   clearTimeout: (handle) => { clearTimeout(handle as NodeJS.Timeout) }
@@ -177,7 +179,7 @@ export class Coalescer<T, R> {
     }
     this.maxWaitMs = maxWaitMs
     this.#dispatch = options.dispatch
-    this.#clock = options.clock ?? realClock
+    this.#clock = options.clock ?? monotonicClock
     this.#onBatch = options.onBatch
     this.#onBatchSettled = options.onBatchSettled
   }
@@ -383,13 +385,14 @@ export class Coalescer<T, R> {
   }
 }
 
-function positiveInteger (name: string, value: number): number {
+/** An option that counts something: a positive integer, or a RangeError naming it. */
+export function positiveInteger (name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`expected options.${name} to be a positive integer, got ${String(value)}`)
   return value
 }
 
 /** dataloader's rule: anything but one result per item cannot be matched to the items, so the whole batch fails. */
-function checkResults<R> (results: unknown, size: number): Outcome<R> {
+export function checkResults<R> (results: unknown, size: number): Outcome<R> {
   if (Array.isArray(results) && results.length === size) return { ok: true, results }
   const got = Array.isArray(results) ? results.length : results === null ? 'null' : typeof results
   return { ok: false, reason: new TypeError(`expected dispatch to resolve with ${size} results (one per item, in order), got ${got}`) }

@@ -2,11 +2,11 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { stringify } from 'yaml'
+import { freePort } from './ports.js'
 import { waitUntil } from './wait.js'
 
 /** How long Prometheus may take to answer /-/ready. */
@@ -87,13 +87,4 @@ export async function startPrometheus (t: TapLike, options: PrometheusOptions): 
       return body.data
     }
   }
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }

@@ -2,10 +2,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { freePort, probePort } from './ports.js'
 import { waitUntil } from './wait.js'
 
 const execFileAsync = promisify(execFile)
@@ -64,7 +64,7 @@ interface TapLike { teardown: (fn: () => unknown) => void }
 /** Starts a standalone redis-server with no persistence; it is stopped and its directory removed in `t.teardown`. */
 export async function startRedis (t: TapLike, options: RedisServerOptions = {}): Promise<RedisServer> {
   await requireBinaries()
-  const port = await freePort(false)
+  const port = await nodePort(false)
   return launch(t, port, options.password === undefined ? [] : ['--requirepass', options.password], options.password)
 }
 
@@ -79,7 +79,7 @@ export async function startRedisCluster (t: TapLike, options: RedisClusterOption
   const servers: RedisServer[] = []
   for (let i = 0; i < masters; i++) {
     // One at a time: a running node holds its port and bus port, so the next probe cannot hand them out again.
-    const port = await freePort(true)
+    const port = await nodePort(true)
     servers.push(await launch(t, port, CLUSTER_NODE_ARGS))
   }
   const addresses = servers.map((server) => `127.0.0.1:${server.port}`)
@@ -103,7 +103,7 @@ export async function startRedisCluster (t: TapLike, options: RedisClusterOption
  */
 export async function startClusterNode (t: TapLike): Promise<RedisServer> {
   await requireBinaries()
-  return launch(t, await freePort(true), CLUSTER_NODE_ARGS)
+  return launch(t, await nodePort(true), CLUSTER_NODE_ARGS)
 }
 
 let binariesChecked: Promise<void> | undefined
@@ -123,27 +123,9 @@ async function requireBinaries (): Promise<void> {
   return binariesChecked
 }
 
-/** Binds `port` on 127.0.0.1 (0: any) and releases it; resolves the port bound, or null when it was taken. */
-async function probe (port: number): Promise<number | null> {
-  const server = createServer()
-  return new Promise((resolve) => {
-    server.once('error', () => resolve(null))
-    server.listen(port, '127.0.0.1', () => {
-      const bound = (server.address() as { port: number }).port
-      server.close(() => resolve(bound))
-    })
-  })
-}
-
 /** A free loopback port; with `bus`, one below 55536 whose Cluster bus port (+10000) is free too. */
-async function freePort (bus: boolean): Promise<number> {
-  for (let tries = 0; tries < 100; tries++) {
-    const port = await probe(0)
-    if (port === null) continue
-    if (!bus) return port
-    if (port <= MAX_CLUSTER_PORT && await probe(port + CLUSTER_BUS_OFFSET) !== null) return port
-  }
-  throw new Error(`no free loopback port${bus ? ' with a free cluster bus port' : ''} after 100 tries`)
+async function nodePort (bus: boolean): Promise<number> {
+  return await freePort(async (port) => !bus || (port <= MAX_CLUSTER_PORT && await probePort(port + CLUSTER_BUS_OFFSET) !== null))
 }
 
 /** Spawns redis-server on `port` in a fresh temp dir and waits until it answers PING. */
