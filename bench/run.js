@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { bounded, log } from './lib/cli-args.js'
 import { checkBuilt, ensureTools, environment } from './lib/prereqs.js'
 import { installCleanup, stopAll } from './lib/processes.js'
 import { formatReport } from './lib/report.js'
@@ -27,20 +28,6 @@ const USAGE = `Usage: npm run bench -- [options]
   --out FILE        where the report goes too (default: bench/results/latest.md)
   --keep            keep the temp dir (configs and logs)
 `
-
-const log = (/** @type {string} */ message) => { process.stderr.write(`${message}\n`) }
-
-/**
- * @param {string | undefined} text
- * @param {string} name
- * @param {number} min
- * @param {number} max
- */
-function bounded (text, name, min, max) {
-  const n = Number(text)
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} expects a whole number from ${min} to ${max}, got ${text}`)
-  return n
-}
 
 async function main () {
   const { values } = parseArgs({

@@ -4,8 +4,8 @@ import { parseArgs } from 'node:util'
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { ConfigError, loadConfigFile } from './config/index.js'
-import { startDemoUpstreams, type DemoUpstreams } from './demo/upstreams.js'
-import { batchedLogDestination, buildServer, type BatchSink } from './server/index.js'
+import type { DemoUpstreams } from './demo/upstreams.js'
+import type { BatchSink } from './server/index.js'
 
 export const DEFAULT_CONFIG_FILE = 'config/gateway.yaml'
 
@@ -14,6 +14,9 @@ const USAGE = `Usage: breakwater <command> [options]
 Commands:
   start   run the gateway
   check   validate the config: prints "ok: N routes" or every error, exits 0 or 1
+  autoscale
+          run the Redis Cluster autoscaler on the cluster under redis.cluster, with the
+          autoscaler: block's settings; /actuator/prometheus and /actuator/health on autoscaler.port
 
 Options:
   --config FILE   the config file (default: ${DEFAULT_CONFIG_FILE})
@@ -62,6 +65,9 @@ export async function main (argv: readonly string[]): Promise<void> {
     case 'start':
       await start(values.config, values.demo)
       return
+    case 'autoscale':
+      await autoscale(values.config)
+      return
     default:
       process.stderr.write(`unknown command "${command}"\n\n${USAGE}`)
       process.exit(2)
@@ -83,8 +89,18 @@ async function check (file: string): Promise<void> {
   process.stdout.write(`ok: ${config.routes.length} route${config.routes.length === 1 ? '' : 's'}\n`)
 }
 
+/**
+ * What `start` and `autoscale` run on, loaded only by them: Fastify, undici, ioredis and prom-client take a second of
+ * CPU to load, which `check` and `--version` (run in CI pipelines, on loaded machines) need not pay.
+ */
+async function runtime (): Promise<{ server: typeof import('./server/index.js'), demo: typeof import('./demo/upstreams.js') }> {
+  const [server, demo] = await Promise.all([import('./server/index.js'), import('./demo/upstreams.js')])
+  return { server, demo }
+}
+
 async function start (file: string, demo: boolean): Promise<void> {
   const config = await loadOrExit(file)
+  const { server: { batchedLogDestination, buildServer }, demo: { startDemoUpstreams } } = await runtime()
   const demoUpstreams: DemoUpstreams | null = demo ? await startDemoUpstreams() : null
   // Asynchronous writes: a line per request written synchronously to stdout costs a syscall each (measured at a
   // quarter of the proxy's CPU); lines go out in batches (server/log-destination.ts), and are flushed on exit.
@@ -108,4 +124,28 @@ async function start (file: string, demo: boolean): Promise<void> {
   })
   await app.listen({ host: config.server.host, port: config.server.port })
   if (demoUpstreams !== null) app.log.info('demo upstreams on 127.0.0.1:9001 (catalog) and 127.0.0.1:9002 (echo)')
+}
+
+async function autoscale (file: string): Promise<void> {
+  const config = await loadOrExit(file)
+  const { server: { ADMIN_COMMAND_MARGIN_MS, buildAutoscaler } } = await runtime()
+  if (config.redis?.cluster == null) {
+    process.stderr.write(`${file}: the autoscaler manages the Redis Cluster under redis.cluster, and this config has none\n`)
+    process.exit(1)
+  }
+  // A line every interval at most: synchronous writes cost nothing here, and no line is lost on a crash.
+  const logger = pino({ level: config.server.logLevel, base: { pid: process.pid, component: 'autoscaler' } })
+  const autoscaler = buildAutoscaler(config, { logger })
+  const { migration } = config.autoscaler
+  // Stopping waits for the slot being moved (its MIGRATE batches, each bounded by the admin command timeout); past
+  // that by far, exit 1: the next leader repairs a slot left open.
+  closeWithGrace({ delay: 3 * (migration.timeoutMs + ADMIN_COMMAND_MARGIN_MS), logger }, async ({ signal, err }) => {
+    if (err !== undefined) logger.error({ err }, 'shutting down after an uncaught error')
+    else logger.info({ signal }, 'shutting down: stopping after the current slot, then releasing the leader lease')
+    await autoscaler.close()
+    logger.info('stopped')
+  })
+  await autoscaler.app.listen({ host: config.server.host, port: config.autoscaler.port })
+  logger.info({ mode: config.autoscaler.mode, intervalMs: config.autoscaler.intervalMs }, `autoscaler started in ${config.autoscaler.mode} mode`)
+  autoscaler.start()
 }

@@ -1,4 +1,6 @@
 // Acts on a Redis Cluster: moves slots, adds and drains masters, repairs half-done moves, backs up; the only sender of CLUSTER/MIGRATE admin commands.
+import { lookup } from 'node:dns/promises'
+import { isIP } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 // The option defaults are the config's, so a library caller and `autoscaler:` agree.
 import {
@@ -11,6 +13,10 @@ import { drainPlan, rebalancePlan, type SlotMove } from './slot-plan.js'
 export const DEFAULT_MIGRATION_TIMEOUT_MS = parseDurationMs(DEFAULT_MIGRATION_TIMEOUT)
 /** How long the cluster may take to agree on a new node or to finish a BGSAVE (ms). */
 export const DEFAULT_SETTLE_TIMEOUT_MS = 30_000
+/** How long a drained master keeps answering before it is reset (ms): twice ioredis' slot refresh interval. */
+export const DEFAULT_RETIRE_DELAY_MS = 10_000
+/** The setting that turns a master drained of its last slot into a replica, on by default. */
+const REPLICA_MIGRATION = 'cluster-allow-replica-migration'
 /** How often the cluster is asked again while waiting for it to settle (ms). */
 export const DEFAULT_POLL_INTERVAL_MS = 50
 
@@ -61,6 +67,12 @@ export interface ClusterAdminOptions {
    * @default 9
    */
   readonly maxMasters?: number
+  /**
+   * How long a drained master keeps answering (MOVED to the new owners) before it is forgotten and reset (ms): a
+   * client refreshes its slot map within this time (ioredis every 5 s, and on each MOVED).
+   * @default 10000
+   */
+  readonly retireDelayMs?: number
   /** Called after each slot moved, with the keys it carried: feeds redis_autoscaler_slots_moved_total and _keys_moved_total. Must not throw. */
   readonly onSlotMoved?: (move: SlotMove & { readonly keys: number }) => void
 }
@@ -81,10 +93,23 @@ export interface MoveSummary {
   readonly keysMoved: number
 }
 
+/**
+ * BUSY: another operation runs. REFUSED: it would break a rule (min/max masters, a spare that is not empty).
+ * BUSYKEY: MIGRATE found the key on the target. UNSETTLED: the cluster is not ok, a slot is open, or waiting timed out.
+ * INCONSISTENT: the cluster contradicts itself. ABORTED: stopped between two slots, as asked (the cluster is whole).
+ */
+export type ClusterAdminErrorCode = 'BUSY' | 'REFUSED' | 'BUSYKEY' | 'UNSETTLED' | 'INCONSISTENT' | 'ABORTED'
+
+/** How a long operation may be stopped. */
+export interface OperationOptions {
+  /** Checked before each slot: once aborted, the operation stops with ABORTED, the slots moved so far staying moved. */
+  readonly signal?: AbortSignal
+}
+
 /** A refusal or a failure of an admin operation; `slot` and `key` name where MIGRATE stopped, when it did. */
 export class ClusterAdminError extends Error {
   override readonly name = 'ClusterAdminError'
-  constructor (message: string, readonly code: 'BUSY' | 'REFUSED' | 'BUSYKEY' | 'UNSETTLED' | 'INCONSISTENT', readonly slot?: number, readonly key?: string, options?: ErrorOptions) {
+  constructor (message: string, readonly code: ClusterAdminErrorCode, readonly slot?: number, readonly key?: string, options?: ErrorOptions) {
     super(message, options)
   }
 }
@@ -103,6 +128,7 @@ export class ClusterAdmin {
   readonly #pollIntervalMs: number
   readonly #minMasters: number
   readonly #maxMasters: number
+  readonly #retireDelayMs: number
   readonly #onSlotMoved: NonNullable<ClusterAdminOptions['onSlotMoved']>
   #seeds: readonly string[]
   #running = false
@@ -111,13 +137,14 @@ export class ClusterAdmin {
     const {
       seeds, connect, pipeline = DEFAULT_MIGRATION_PIPELINE, migrationTimeoutMs = DEFAULT_MIGRATION_TIMEOUT_MS,
       settleTimeoutMs = DEFAULT_SETTLE_TIMEOUT_MS, pollIntervalMs = DEFAULT_POLL_INTERVAL_MS,
-      minMasters = DEFAULT_MIN_MASTERS, maxMasters = DEFAULT_MAX_MASTERS, onSlotMoved = () => {}
+      minMasters = DEFAULT_MIN_MASTERS, maxMasters = DEFAULT_MAX_MASTERS, retireDelayMs = DEFAULT_RETIRE_DELAY_MS, onSlotMoved = () => {}
     } = options
     if (!Array.isArray(seeds) || seeds.length === 0) throw new TypeError(`expected options.seeds to list at least one host:port, got ${JSON.stringify(seeds)}`)
     seeds.forEach((seed) => splitAddress(seed))
     for (const [name, value] of Object.entries({ pipeline, migrationTimeoutMs, settleTimeoutMs, pollIntervalMs, minMasters, maxMasters })) {
       if (!Number.isInteger(value) || value <= 0) throw new TypeError(`expected options.${name} to be a positive integer, got ${String(value)}`)
     }
+    if (!Number.isInteger(retireDelayMs) || retireDelayMs < 0) throw new TypeError(`expected options.retireDelayMs to be an integer >= 0, got ${String(retireDelayMs)}`)
     if (maxMasters < minMasters) throw new TypeError(`expected options.maxMasters to be at least options.minMasters (${minMasters}), got ${maxMasters}`)
     this.#seeds = [...seeds]
     this.#connect = connect
@@ -127,6 +154,7 @@ export class ClusterAdmin {
     this.#pollIntervalMs = pollIntervalMs
     this.#minMasters = minMasters
     this.#maxMasters = maxMasters
+    this.#retireDelayMs = retireDelayMs
     this.#onSlotMoved = onSlotMoved
   }
 
@@ -160,6 +188,25 @@ export class ClusterAdmin {
     }
   }
 
+  /** The INFO sections the load is measured from (server, cpu, memory), as the node at `address` prints them. */
+  async nodeInfo (address: string): Promise<string> {
+    return String(await (await this.#client(address)).call('INFO', 'server', 'cpu', 'memory'))
+  }
+
+  /**
+   * The node id of each of `addresses`, in order; null for one that does not answer. Spares are told apart by id, not by
+   * address: an operator names a spare as they like (a DNS name), the cluster names it by its IP.
+   */
+  async nodeIds (addresses: readonly string[]): Promise<Array<string | null>> {
+    return await Promise.all(addresses.map(async (address) => {
+      try {
+        return String(await (await this.#client(address)).call('CLUSTER', 'MYID'))
+      } catch {
+        return null
+      }
+    }))
+  }
+
   /**
    * Moves one slot from the master at `source` to the master at `target`, keys and all: SETSLOT IMPORTING on the
    * target, MIGRATING on the source, MIGRATE in batches until the source holds none, then SETSLOT NODE on the
@@ -178,22 +225,25 @@ export class ClusterAdmin {
   }
 
   /** Moves slots until every master holds as many as the others, within 1 (`redis-cli --cluster rebalance`). */
-  async rebalance (): Promise<MoveSummary> {
+  async rebalance (options: OperationOptions = {}): Promise<MoveSummary> {
     return this.#exclusive(async () => {
       const topology = await this.#settled()
-      return this.#apply(rebalancePlan(layoutOf(topology), topology.masters.map((node) => node.address)), topology)
+      return this.#apply(rebalancePlan(layoutOf(topology), topology.masters.map((node) => node.address)), topology, options.signal)
     })
   }
 
   /**
-   * Joins the empty cluster-enabled redis-server at `spare` as a master with no slot (call `rebalance` next): it must
-   * hold no key; one that knows other nodes from an earlier life is CLUSTER RESET HARD first (a new id: the old one
-   * may be FORGET'ed for 60 s). Resolves once every master lists it and each says cluster_state:ok. A spare that knows
-   * nodes of this cluster already (a scale-out cut short) is neither checked nor reset, only met again and waited for.
+   * Joins the empty cluster-enabled redis-server at `spareName` as a master with no slot (call `rebalance` next); a host
+   * name is resolved to its IP first. It must hold no key; one that knows other nodes from an earlier life is CLUSTER
+   * RESET HARD first (a new id: the old one may be FORGET'ed for 60 s). Resolves once every master lists it and each
+   * says cluster_state:ok. A spare that knows nodes of this cluster already (a scale-out cut short) is neither checked
+   * nor reset, only met again and waited for.
    * @returns its node id
    */
-  async addMaster (spare: string): Promise<string> {
+  async addMaster (spareName: string): Promise<string> {
     return this.#exclusive(async () => {
+      // By IP: the cluster names its nodes so, and Redis 7.0's CLUSTER MEET refuses a host name.
+      const spare = await ipAddressOf(spareName)
       const topology = await this.#settled(spare)
       const known = topology.nodes.find((node) => node.address === spare)
       if (known !== undefined && known.role !== 'master') throw new ClusterAdminError(`spare ${spare} is in the cluster as a replica`, 'REFUSED')
@@ -229,30 +279,39 @@ export class ClusterAdmin {
   }
 
   /**
-   * Empties the master at `address` and takes it out of the cluster: its slots go to the others (drain plan), then it
-   * must hold no slot and no key, every other node FORGETs it, and it is CLUSTER RESET HARD, ready to be a spare again.
-   * A master that gave away its last slot may have turned itself into a replica of the last target
-   * (cluster-allow-replica-migration): its keys are then copies, and it is reset all the same. A replica at `address`
-   * (a drain cut short after its last slot) is only forgotten and reset.
+   * Empties the master at `name` (a host name is resolved to its IP) and takes it out of the cluster: its slots go to
+   * the others (drain plan), then it must hold no slot and no key; after `retireDelayMs`, every other node FORGETs it,
+   * and it is CLUSTER RESET HARD, ready to be a spare again. cluster-allow-replica-migration is off on it meanwhile (and
+   * restored after the reset), or a master that gave away its last slot turns itself into a replica of the last target.
+   * A replica there (a drain cut short, or by an older version) is only forgotten and reset.
    */
-  async drainMaster (address: string): Promise<MoveSummary> {
+  async drainMaster (name: string, options: OperationOptions = {}): Promise<MoveSummary> {
     return this.#exclusive(async () => {
+      const address = await ipAddressOf(name)
       const topology = await this.#settled()
       const drained = topology.nodes.find((node) => node.address === address)
       if (drained === undefined) throw new ClusterAdminError(`no node of the cluster at ${address}`, 'REFUSED')
       let summary: MoveSummary = { slotsMoved: 0, keysMoved: 0 }
+      const client = await this.#client(address)
+      let replicaMigration: string | null = null
       if (drained.role === 'master') {
         if (topology.masters.length <= this.#minMasters) {
           throw new ClusterAdminError(`the cluster has ${topology.masters.length} masters, minMasters is ${this.#minMasters}: not draining ${address}`, 'REFUSED')
         }
-        summary = await this.#apply(drainPlan(layoutOf(topology), address), topology)
+        // Drained, it stays a master with no slot rather than becoming a replica: then no slot map lists it, and each
+        // client's next refresh drops it (a replica would stay listed, and clients would keep asking it after the reset).
+        replicaMigration = String((await client.call('CONFIG', 'GET', REPLICA_MIGRATION) as string[])[1] ?? 'yes')
+        await client.call('CONFIG', 'SET', REPLICA_MIGRATION, 'no')
+        summary = await this.#apply(drainPlan(layoutOf(topology), address), topology, options.signal)
       }
-      const client = await this.#client(address)
       const own = parseClusterNodes(String(await client.call('CLUSTER', 'NODES'))).find((node) => node.flags.includes('myself')) as ClusterNode
       const keys = own.role === 'master' ? Number(await client.call('DBSIZE')) : 0
       if (own.slots.length > 0 || keys > 0) {
         throw new ClusterAdminError(`master ${address} still holds ${slotsOf(own.slots).length} slots and ${keys} keys after the drain`, 'INCONSISTENT')
       }
+      // Clients whose slot map still names it (it answers them MOVED while it knows the cluster) refresh their map
+      // meanwhile; once reset it would answer CLUSTERDOWN, or an empty slot map that empties a client's node list.
+      await delay(this.#retireDelayMs)
       const others = topology.nodes.filter((node) => node.id !== drained.id && reachable(node))
       await Promise.all(others.map(async (node) => {
         try {
@@ -263,6 +322,7 @@ export class ClusterAdmin {
         }
       }))
       await client.call('CLUSTER', 'RESET', 'HARD')
+      if (replicaMigration !== null) await client.call('CONFIG', 'SET', REPLICA_MIGRATION, replicaMigration)
       this.#seeds = others.filter((node) => node.role === 'master').map((node) => node.address)
       return summary
     })
@@ -363,9 +423,10 @@ export class ClusterAdmin {
     return topology
   }
 
-  async #apply (plan: readonly SlotMove[], topology: ClusterTopology): Promise<MoveSummary> {
+  async #apply (plan: readonly SlotMove[], topology: ClusterTopology, signal?: AbortSignal): Promise<MoveSummary> {
     let keysMoved = 0
-    for (const move of plan) {
+    for (const [done, move] of plan.entries()) {
+      if (signal?.aborted === true) throw new ClusterAdminError(`stopped after ${done} of ${plan.length} slot moves, as asked`, 'ABORTED', undefined, undefined, { cause: signal.reason })
       const keys = await this.#move(masterAt(topology, move.source), masterAt(topology, move.target), move.slot, topology.masters)
       keysMoved += keys
     }
@@ -402,11 +463,15 @@ export class ClusterAdmin {
         throw new ClusterAdminError(`MIGRATE of slot ${slot} to ${target.address} refused: the target already holds key ${busy.map((key) => JSON.stringify(key)).join(', ')} (BUSYKEY); the slot is left open, resolve the key and run repair()`, 'BUSYKEY', slot, busy[0], { cause: err })
       }
       moved += keys.length
+      // A short batch was the slot's last: a MIGRATING slot takes no new key (a command on a key it does not hold is
+      // sent to the target with ASK), so asking again would only cost a round trip per slot.
+      if (keys.length < this.#pipeline) return moved
     }
   }
 
   /**
-   * SETSLOT NODE on the target first (it owns the slot, with a new epoch), then the source, then every other master.
+   * SETSLOT NODE on the target first (it owns the slot, with a new epoch), then the source (it stops answering ASK),
+   * then every other master at once, the order the issue and Redis's resharding guide give.
    * A source giving away its last slot may hear of the target's claim first and turn itself into the target's replica
    * (cluster-allow-replica-migration), refusing SETSLOT: it knows the new owner then, so that refusal is no failure.
    */
@@ -439,6 +504,14 @@ export class ClusterAdmin {
       await delay(this.#pollIntervalMs)
     }
   }
+}
+
+/** `host:port` with the host resolved to an IP address, as the cluster announces its nodes; an IP is kept as it is. */
+async function ipAddressOf (address: string): Promise<string> {
+  const [host, port] = splitAddress(address)
+  if (isIP(host) !== 0) return address
+  // CLUSTER NODES prints an IPv6 address without brackets, so the same form serves both families.
+  return `${(await lookup(host)).address}:${port}`
 }
 
 /** Whether a node has an address to be reached at: not one a handshake or gossip only named. */

@@ -247,7 +247,7 @@ const Autoscaler = Type.Object({
     pipeline: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: DEFAULT_MIGRATION_PIPELINE, description: 'Keys per MIGRATE ... KEYS batch', 'x-expected': 'an integer from 1 to 10000' })),
     timeout: Type.Optional(duration('Timeout of one MIGRATE batch', DEFAULT_MIGRATION_TIMEOUT))
   }, { additionalProperties: false, description: 'How slots are moved, key batch by key batch' }))
-}, { additionalProperties: false, description: 'The Redis Cluster autoscaler: measures the masters of `redis.cluster` and scales it out and in. Checked by `breakwater check`; its command, `breakwater autoscale`, is not shipped yet, and the gateway ignores this block' })
+}, { additionalProperties: false, description: 'The Redis Cluster autoscaler, run by `breakwater autoscale`: measures the masters of `redis.cluster` and scales it out and in. The gateway ignores this block' })
 
 export const ConfigSchema = Type.Object({
   server: Type.Optional(Server),

@@ -5,11 +5,14 @@ import { bulkDashboard } from './bulk.js'
 import { cacheDashboard } from './cache.js'
 import { circuitBreakersDashboard } from './circuit-breakers.js'
 import { gatewayProcessDashboard } from './gateway-process.js'
+import { redisClusterDashboard } from './redis-cluster.js'
 import { transactionsDashboard } from './transactions.js'
 
 /** Every dashboard, in the order the README lists them. */
 export function buildDashboards (): dashboard.Dashboard[] {
-  return [transactionsDashboard(), circuitBreakersDashboard(), cacheDashboard(), bulkDashboard(), gatewayProcessDashboard()]
+  return [
+    transactionsDashboard(), circuitBreakersDashboard(), cacheDashboard(), bulkDashboard(), gatewayProcessDashboard(), redisClusterDashboard()
+  ]
 }
 
 /** The file a dashboard is committed as, under dashboards/: its uid, which never changes. */
@@ -63,16 +66,17 @@ export function variableQueries (built: dashboard.Dashboard): VariableQuery[] {
     variable.type === 'query' ? [{ name: variable.name, query: String(variable.query) }] : [])
 }
 
-/** What the dashboard variables stand for when a query runs outside Grafana: every job, instance and route, a 1m rate window. */
+/** What the dashboard variables stand for when a query runs outside Grafana: every job, instance, route and node, a 1m rate window. */
 export const DEFAULT_VARIABLE_VALUES: Readonly<Record<string, string>> = {
   job: '.*',
   instance: '.*',
   route: '.*',
+  node: '.*',
   __rate_interval: '1m'
 }
 
 /**
- * `expr` with `$job`, `$instance`, `$route` and `$__rate_interval` replaced, as Grafana would before sending it. A
+ * `expr` with `$job`, `$instance`, `$route`, `$node` and `$__rate_interval` replaced, as Grafana would before sending it. A
  * variable without a value throws; `$1` is label_replace()'s regex group, not a variable.
  */
 export function expandVariables (expr: string, values: Readonly<Record<string, string>> = DEFAULT_VARIABLE_VALUES): string {

@@ -8,7 +8,7 @@ import * as stat from '@grafana/grafana-foundation-sdk/stat'
 import * as statetimeline from '@grafana/grafana-foundation-sdk/statetimeline'
 import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries'
 import type { QueriedMetric } from './node-metrics.js'
-import { routeLabelOf } from './promql.js'
+import { NODE_LABEL, routeLabelOf } from './promql.js'
 
 /** Every Breakwater dashboard carries this tag; the links between them find each other by it. */
 export const DASHBOARD_TAG = 'breakwater'
@@ -150,8 +150,13 @@ export function row (title: string): dashboard.RowBuilder {
 export interface FilterSource {
   /** A counter or gauge every target of the dashboard exports: the `job` and `instance` choices are its labels' values. */
   readonly anchor: QueriedMetric
-  /** A counter or gauge labelled with the route id (`route`, or Resilience4j's `name`): the `route` choices. */
-  readonly routes: QueriedMetric
+  /**
+   * A counter or gauge labelled with the route id (`route`, or Resilience4j's `name`): the `route` choices. None on a
+   * dashboard of a process that has no routes (the autoscaler): it gets no `route` variable.
+   */
+  readonly routes?: QueriedMetric
+  /** A counter or gauge labelled with a Redis Cluster `node`: the `node` choices. None: no `node` variable. */
+  readonly nodes?: QueriedMetric
 }
 
 function filterVariable (name: string, label: string, query: string, description: string): dashboard.QueryVariableBuilder {
@@ -170,19 +175,34 @@ function filterVariable (name: string, label: string, query: string, description
     .current({ selected: true, text: 'All', value: '$__all' })
 }
 
-/** The `datasource`, `job`, `instance` and `route` variables, in that order (each filters the next). */
+/** The selector of the variables after `instance`: within the chosen jobs and targets. */
+const withinTargets = (metric: QueriedMetric): string => `${metric.name}{job=~"$job",instance=~"$instance"}`
+
+function routeVariable (routes: QueriedMetric): dashboard.QueryVariableBuilder {
+  const label = routeLabelOf(routes)
+  if (label === null) throw new Error(`expected a metric labelled with the route, got ${routes.name}`)
+  return filterVariable('route', 'Route', `label_values(${withinTargets(routes)}, ${label})`, 'Route ids of the chosen targets')
+}
+
+function nodeVariable (nodes: QueriedMetric): dashboard.QueryVariableBuilder {
+  if (!nodes.labelNames.includes(NODE_LABEL)) throw new Error(`expected a metric labelled with the node, got ${nodes.name}`)
+  return filterVariable('node', 'Node', `label_values(${withinTargets(nodes)}, ${NODE_LABEL})`, 'Redis Cluster masters the chosen targets measure')
+}
+
+/**
+ * The `datasource`, `job` and `instance` variables, then `route` and `node` where the dashboard has them, in that
+ * order (each filters the next).
+ */
 export function filterVariables (source: FilterSource): Array<cog.Builder<dashboard.VariableModel>> {
-  const routeLabel = routeLabelOf(source.routes)
-  if (routeLabel === null) throw new Error(`expected a metric labelled with the route, got ${source.routes.name}`)
   return [
     new dashboard.DatasourceVariableBuilder(DATASOURCE_VARIABLE)
       .label('Data source')
-      .description('The Prometheus that scrapes the gateways')
+      .description('The Prometheus that scrapes Breakwater')
       .type('prometheus'),
     filterVariable('job', 'Job', `label_values(${source.anchor.name}, job)`, 'Prometheus scrape jobs'),
     filterVariable('instance', 'Instance', `label_values(${source.anchor.name}{job=~"$job"}, instance)`, 'Targets of the chosen jobs'),
-    filterVariable('route', 'Route', `label_values(${source.routes.name}{job=~"$job",instance=~"$instance"}, ${routeLabel})`,
-      'Route ids of the chosen targets')
+    ...(source.routes === undefined ? [] : [routeVariable(source.routes)]),
+    ...(source.nodes === undefined ? [] : [nodeVariable(source.nodes)])
   ]
 }
 

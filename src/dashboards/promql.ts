@@ -1,4 +1,5 @@
 // PromQL for the dashboards: selectors that always carry the dashboard's filters, and a small reader that finds the metrics an expression names.
+import { AUTOSCALER_METRIC_DEFINITIONS } from '../metrics/autoscaler-definitions.js'
 import { METRIC_DEFINITIONS } from '../metrics/definitions.js'
 import { NODE_METRIC_DEFINITIONS, type QueriedMetric } from './node-metrics.js'
 
@@ -12,16 +13,26 @@ export function routeLabelOf (metric: QueriedMetric): 'route' | 'name' | null {
   return null
 }
 
+/** The label the autoscaler's per-master metrics carry the Redis Cluster node in (host:port as the cluster announces it). */
+export const NODE_LABEL = 'node'
+
 /** The series of a histogram: its buckets, the sum of observations and their count. */
 export type HistogramPart = '_bucket' | '_sum' | '_count'
 
 /**
  * `metric{job=~"$job",instance=~"$instance",route=~"$route",<matchers>}`: every query filters by the dashboard's job and
- * instance, and by its route where the metric has a route (Resilience4j's `name` is the route id).
+ * instance, by its route where the metric has a route (Resilience4j's `name` is the route id), and by its node where
+ * the metric has a Redis Cluster node.
  */
 export function select (metric: QueriedMetric, matchers: readonly string[] = [], part: HistogramPart | '' = ''): string {
   const route = routeLabelOf(metric)
-  const filters = ['job=~"$job"', 'instance=~"$instance"', ...(route === null ? [] : [`${route}=~"$route"`]), ...matchers]
+  const filters = [
+    'job=~"$job"',
+    'instance=~"$instance"',
+    ...(route === null ? [] : [`${route}=~"$route"`]),
+    ...(metric.labelNames.includes(NODE_LABEL) ? [`${NODE_LABEL}=~"$node"`] : []),
+    ...matchers
+  ]
   return `${metric.name}${part}{${filters.join(',')}}`
 }
 
@@ -88,7 +99,7 @@ export function metricNamesIn (expr: string): string[] {
   return [...new Set(selectorsIn(expr).map((use) => use.metric))]
 }
 
-const KNOWN: readonly QueriedMetric[] = [...METRIC_DEFINITIONS, ...NODE_METRIC_DEFINITIONS]
+const KNOWN: readonly QueriedMetric[] = [...METRIC_DEFINITIONS, ...AUTOSCALER_METRIC_DEFINITIONS, ...NODE_METRIC_DEFINITIONS]
 const HISTOGRAM_PARTS: readonly HistogramPart[] = ['_bucket', '_sum', '_count']
 
 /**

@@ -7,7 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { actuatorPlugin, snapshotsOf, type ActuatorOptions } from '../actuator/index.js'
 import { isReservedPath, type GatewayConfig, type RetryConfig, type RouteConfig } from '../config/index.js'
 import {
-  gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, rawProblemResponse,
+  gatewayError, PROBLEM_CONTENT_TYPE, problemFor, rawProblemResponse,
   type ErrorCode, type GatewayError
 } from '../core/index.js'
 import { GatewayMetrics, NO_EXCEPTION, NOT_FOUND_URI } from '../metrics/index.js'
@@ -17,6 +17,7 @@ import { hostName, resolveDotSegments, RouteTable, type RouteMatch } from '../ro
 import { AccessLog, accessLine, accessLineWriter } from './access-log.js'
 import { buildBulkRoutes, instanceIdFrom, type BulkRoute } from './bulk-routes.js'
 import { closeSilentConnections, createGatewayServer, onClientError, trackConnections } from './http-server.js'
+import { asGatewayError } from './problems.js'
 import { requestIdFor } from './request-id.js'
 import { buildRouteCaches, type CacheLookup, type PendingLookup, type RouteCache } from './response-cache.js'
 
@@ -336,15 +337,6 @@ function refuseMatch (request: FastifyRequest, reply: FastifyReply, match: Exclu
   if (match.kind === 'method-not-allowed') reply.header('allow', match.allow)
   const err = matchError(match)
   sendProblem(request, reply, err.code, err.message)
-}
-
-/** Fastify's own 4xx errors keep their status in a gateway code; anything else is an internal error, with no detail leaked. */
-function asGatewayError (err: unknown): GatewayError {
-  if (isGatewayError(err)) return err
-  const status = (err as { statusCode?: number }).statusCode
-  if (status === 413) return gatewayError('BW_ERR_REQUEST_BODY_TOO_LARGE', 'the request body is too large', err)
-  if (status !== undefined && status >= 400 && status < 500) return gatewayError('BW_ERR_REQUEST_MALFORMED', (err as Error).message, err)
-  return gatewayError('BW_ERR_GATEWAY_INTERNAL', 'the gateway failed to handle this request', err)
 }
 
 function sendProblem (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, detail: string): void {

@@ -74,12 +74,12 @@ export interface RunningGateway {
 }
 
 /**
- * Starts `breakwater start --config <file> [...args]` and resolves with the port from its log line
- * "Server listening at http://127.0.0.1:PORT". The process is killed (SIGKILL) in teardown if it still runs.
+ * Starts `breakwater <command> --config <file> [...args]` (command: start unless given) and resolves with the port from
+ * its log line "Server listening at http://127.0.0.1:PORT". The process is killed (SIGKILL) in teardown if it still runs.
  */
-export async function startCli (t: TapLike, configFile: string, options: { args?: readonly string[], env?: Record<string, string>, readyTimeoutMs?: number } = {}): Promise<RunningGateway> {
+export async function startCli (t: TapLike, configFile: string, options: { command?: string, args?: readonly string[], env?: Record<string, string>, readyTimeoutMs?: number } = {}): Promise<RunningGateway> {
   assertBuilt()
-  const child = spawn(process.execPath, [BIN, 'start', '--config', configFile, ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [BIN, options.command ?? 'start', '--config', configFile, ...(options.args ?? [])], {
     cwd: REPO_ROOT,
     env: cliEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe']

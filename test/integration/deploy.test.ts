@@ -42,11 +42,17 @@ interface Container {
   livenessProbe?: Probe
   readinessProbe?: Probe
   resources?: { requests?: Record<string, string>, limits?: Record<string, string> }
+  securityContext?: Record<string, unknown>
   volumeMounts?: Array<{ name: string, mountPath: string }>
 }
 interface PodTemplate {
   metadata: Metadata
-  spec: { containers: Container[], volumes?: Array<{ name: string, configMap?: { name: string } }> }
+  spec: {
+    containers: Container[]
+    volumes?: Array<{ name: string, configMap?: { name: string } }>
+    securityContext?: Record<string, unknown>
+    terminationGracePeriodSeconds?: number
+  }
 }
 interface K8sObject { apiVersion: string, kind: string, metadata: Metadata, spec?: unknown, data?: Record<string, string> }
 interface Workload { replicas: number, selector: { matchLabels: Record<string, string> }, template: PodTemplate }
@@ -99,6 +105,14 @@ async function mountedConfig (service: ComposeService): Promise<{ file: string, 
   if (path === undefined || mount === undefined) throw new Error(`no volume is mounted at the --config path ${String(path)}`)
   const file = resolve(REPO_ROOT, mount.source)
   return { file, config: parseConfig(await readFile(file, 'utf8'), file, NO_ENV) }
+}
+
+/** The jobs of config/prometheus.yml that scrape `target` (host:port). */
+async function scrapeJobsOf (target: string): Promise<Array<{ job_name: string, metrics_path?: string }>> {
+  const prometheus = parse(await readFile(join(REPO_ROOT, 'config', 'prometheus.yml'), 'utf8')) as {
+    scrape_configs?: Array<{ job_name: string, metrics_path?: string, static_configs?: Array<{ targets: string[] }> }>
+  }
+  return (prometheus.scrape_configs ?? []).filter((job) => job.static_configs?.some(({ targets }) => targets.includes(target)))
 }
 
 t.test('docker-compose config accepts docker-compose.yml', async (t) => {
@@ -178,14 +192,26 @@ t.test('the compose gateway config loads and names the Cluster that compose defi
   t.ok(config.routes.some((route) => route.bulk?.mode === 'async'), 'an async bulk route feeds the Bulk dashboard')
 })
 
+t.test('the compose autoscaler runs `autoscale` on the gateway\'s cluster in recommend mode, scraped where it listens', async (t) => {
+  const compose = await composeFile()
+  const service = compose.services.autoscaler as ComposeService
+  t.equal(words(service.command)[0], 'autoscale')
+  const { config } = await mountedConfig(service)
+  const gateway = await mountedConfig(compose.services.gateway as ComposeService)
+  t.same(config.redis?.cluster, gateway.config.redis?.cluster, 'the cluster the gateway caches in')
+  t.equal(config.autoscaler.mode, 'recommend', 'it changes nothing: the stack has no spare node')
+  t.equal(dependencies(service)['redis-cluster-init'], 'service_completed_successfully', 'it starts once the cluster exists')
+  const target = `autoscaler:${config.autoscaler.port}`
+  const jobs = await scrapeJobsOf(target)
+  t.equal(jobs.length, 1, `one scrape job targets ${target}`)
+  t.equal(jobs[0]?.metrics_path, '/actuator/prometheus')
+})
+
 t.test('Prometheus scrapes the compose gateway where it listens; Grafana reads that Prometheus and the mounted dashboards', async (t) => {
   const compose = await composeFile()
   const { config } = await mountedConfig(compose.services.gateway as ComposeService)
-  const prometheus = parse(await readFile(join(REPO_ROOT, 'config', 'prometheus.yml'), 'utf8')) as {
-    scrape_configs?: Array<{ job_name: string, metrics_path?: string, static_configs?: Array<{ targets: string[] }> }>
-  }
   const target = `gateway:${config.server.port}`
-  const jobs = (prometheus.scrape_configs ?? []).filter((job) => job.static_configs?.some(({ targets }) => targets.includes(target)))
+  const jobs = await scrapeJobsOf(target)
   t.equal(jobs.length, 1, `one scrape job targets ${target}`)
   t.equal(jobs[0]?.metrics_path, '/actuator/prometheus', 'on the actuator\'s Prometheus endpoint')
 
@@ -269,9 +295,11 @@ function mountedConfigMapKey (objects: readonly K8sObject[], pod: PodTemplate, c
   return { configMap: find<unknown>(objects, 'ConfigMap', name), key: path.slice(mount.mountPath.length + 1) }
 }
 
-/** The gateway Deployment, its container and the config it is started with, loaded by the gateway's own loader. */
-function k8sGateway (objects: readonly K8sObject[]): { deployment: K8sObject & { spec: Workload }, container: Container, config: GatewayConfig } {
-  const deployment = find<Workload>(objects, 'Deployment', 'breakwater')
+interface Started { deployment: K8sObject & { spec: Workload }, container: Container, config: GatewayConfig }
+
+/** A Deployment of the image, its container and the config it is started with, loaded by the gateway's own loader. */
+function k8sDeployment (objects: readonly K8sObject[], name: string): Started {
+  const deployment = find<Workload>(objects, 'Deployment', name)
   const container = deployment.spec.template.spec.containers[0] as Container
   const { configMap, key } = mountedConfigMapKey(objects, deployment.spec.template, container)
   const text = configMap.data?.[key]
@@ -279,10 +307,12 @@ function k8sGateway (objects: readonly K8sObject[]): { deployment: K8sObject & {
   return { deployment, container, config: parseConfig(text, `ConfigMap/${configMap.metadata.name}:${key}`, NO_ENV) }
 }
 
+const k8sGateway = (objects: readonly K8sObject[]): Started => k8sDeployment(objects, 'breakwater')
+
 t.test('deploy/k8s: the gateway Deployment, its Service and its ConfigMap agree', async (t) => {
   const objects = await k8sObjects(t)
   t.same(objects.map(({ kind, metadata }) => `${kind}/${metadata.name}`).sort(), [
-    'ConfigMap/breakwater-config', 'Deployment/breakwater', 'Job/redis-cluster-create', 'Service/breakwater', 'Service/redis-cluster',
+    'ConfigMap/breakwater-config', 'Deployment/breakwater', 'Deployment/breakwater-autoscaler', 'Job/redis-cluster-create', 'Service/breakwater', 'Service/redis-cluster',
     'StatefulSet/redis-cluster'
   ])
   const { deployment, container, config } = k8sGateway(objects)
@@ -314,7 +344,7 @@ t.test('deploy/k8s: the Redis Cluster StatefulSet, its headless Service, the cre
   const { replicas, serviceName, template } = statefulSet.spec
   const redis = template.spec.containers[0] as Container
   t.equal(redis.image, 'redis:7.0', 'the plan\'s image')
-  t.equal(replicas, 3, 'three masters')
+  t.equal(replicas, 5, 'three masters and two spares')
   t.ok(selects(statefulSet.spec.selector.matchLabels, template.metadata.labels), 'the StatefulSet selects its own pods')
   t.same(redis.resources, { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } }, 'the plan\'s requests and limits')
   const argv = redis.args ?? []
@@ -334,12 +364,71 @@ t.test('deploy/k8s: the Redis Cluster StatefulSet, its headless Service, the cre
   t.equal(redis.env?.find(({ name }) => name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name', 'POD_NAME is the pod\'s name')
   const podNames = Array.from({ length: replicas }, (_, i) => `${statefulSet.metadata.name}-${i}.${serviceName}`)
   const { config } = k8sGateway(objects)
-  t.same(config.redis?.cluster, podNames.map((name) => `redis://${name}:${port}`), 'redis.cluster names every pod and the Redis port')
+  // The first pods form the Cluster, the rest are the autoscaler's spares: one config names both, pod by pod.
+  const masters = config.redis?.cluster?.length ?? 0
+  t.equal(masters, 3, 'the Cluster starts with three masters')
+  const url = (name: string): string => `redis://${name}:${port}`
+  const members = podNames.slice(0, masters)
+  const spares = podNames.slice(masters)
+  t.same(config.redis?.cluster, members.map(url), 'redis.cluster names the first pods and the Redis port')
+  t.same(config.autoscaler.spareNodes, spares.map(url), 'autoscaler.spareNodes names every other pod')
+  t.equal(config.autoscaler.maxMasters, replicas, 'maxMasters is the StatefulSet\'s pods: the autoscaler never creates one')
+  t.ok(config.autoscaler.minMasters <= masters, `minMasters (${config.autoscaler.minMasters}) allows the starting ${masters}`)
 
   const job = find<Job>(objects, 'Job', 'redis-cluster-create')
   const create = job.spec.template.spec.containers[0] as Container
   t.equal(create.image, redis.image, 'the Job\'s redis-cli is the Cluster\'s version')
   const script = [...(create.command ?? []), ...(create.args ?? [])].join(' ')
   t.match(script, /redis-cli --cluster create .* --cluster-replicas 0 --cluster-yes/, 'the Job creates the Cluster, without replicas')
-  for (const name of podNames) t.match(script, new RegExp(`\\b${name.replace(/\./g, '\\.')}\\b`), `the Job joins ${name}`)
+  const named = (name: string): RegExp => new RegExp(`\\b${name.replace(/\./g, '\\.')}\\b`)
+  for (const name of members) t.match(script, named(name), `the Job joins ${name}`)
+  // A spare the Job joined would be a master holding slots from the start: nothing would be left to add.
+  for (const name of spares) t.notMatch(script, named(name), `the Job leaves the spare ${name} out`)
+})
+
+t.test('deploy/k8s: the autoscaler Deployment runs the gateway\'s image and config, in recommend mode, apart from its traffic', async (t) => {
+  const objects = await k8sObjects(t)
+  const gateway = k8sGateway(objects)
+  const { deployment, container, config } = k8sDeployment(objects, 'breakwater-autoscaler')
+  const pod = deployment.spec.template
+  t.ok(selects(deployment.spec.selector.matchLabels, pod.metadata.labels), 'the Deployment selects its own pods')
+  t.equal(deployment.spec.replicas, 2, 'a leader and a standby')
+
+  const args = container.args ?? []
+  t.equal(args[0], 'autoscale', 'it runs breakwater autoscale')
+  t.equal(container.image, gateway.container.image, 'from the gateway\'s image')
+  const { configMap, key } = mountedConfigMapKey(objects, pod, container)
+  const gatewayConfig = mountedConfigMapKey(objects, gateway.deployment.spec.template, gateway.container)
+  t.same([configMap.metadata.name, key, flag(args, '--config')], [gatewayConfig.configMap.metadata.name, gatewayConfig.key, flag(gateway.container.args ?? [], '--config')],
+    'it reads the gateway\'s config, from the same ConfigMap key at the same path')
+  t.equal(config.autoscaler.mode, 'recommend', 'recommend mode: a fresh install changes nothing')
+  t.not(config.redis?.cluster, undefined, 'the Cluster it manages is redis.cluster')
+  t.equal(container.env?.find(({ name }) => name === 'BREAKWATER_INSTANCE_ID')?.valueFrom?.fieldRef?.fieldPath, 'metadata.name',
+    'each pod goes by its name (the lease holder)')
+
+  // /actuator/health and /actuator/prometheus are on autoscaler.port, on server.host.
+  const port = config.autoscaler.port
+  t.equal(config.server.host, '0.0.0.0', 'it listens beyond its loopback')
+  t.equal(containerPort(container, 'metrics'), port, `the container port metrics is autoscaler.port (${port})`)
+  t.equal(container.livenessProbe?.httpGet?.path, '/actuator/health/liveness', 'the liveness probe asks the liveness group')
+  t.equal(containerPort(container, container.livenessProbe?.httpGet?.port), port, 'on autoscaler.port')
+  t.equal(container.readinessProbe?.httpGet?.path, '/actuator/health/readiness', 'the readiness probe asks the readiness group')
+  t.equal(containerPort(container, container.readinessProbe?.httpGet?.port), port, 'on autoscaler.port')
+  t.same(pod.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(port), 'prometheus.io/path': '/actuator/prometheus' },
+    'Prometheus scrape annotations name autoscaler.port and the actuator endpoint')
+
+  t.same(pod.spec.securityContext, gateway.deployment.spec.template.spec.securityContext, 'the pod runs as the gateway\'s does')
+  t.same(container.securityContext, gateway.container.securityContext, 'the container is as locked down as the gateway\'s')
+  t.ok(container.resources?.requests?.cpu !== undefined && container.resources.requests.memory !== undefined, 'CPU and memory are requested')
+  t.ok(container.resources?.limits?.cpu !== undefined && container.resources.limits.memory !== undefined, 'and limited')
+  // On SIGTERM the leader finishes the key batch in flight before it releases its lease.
+  const graceMs = (pod.spec.terminationGracePeriodSeconds ?? 30) * 1000
+  t.ok(graceMs >= 60_000 && graceMs > config.autoscaler.migration.timeoutMs, `terminationGracePeriodSeconds (${graceMs / 1000}) outlasts a MIGRATE batch`)
+
+  // Its pods answer no traffic: neither the gateway's Service nor its Deployment may take them for gateway pods.
+  for (const service of objects.filter(({ kind }) => kind === 'Service') as Array<K8sObject & { spec: Service }>) {
+    t.notOk(selects(service.spec.selector, pod.metadata.labels), `Service ${service.metadata.name} does not select the autoscaler's pods`)
+  }
+  t.notOk(selects(gateway.deployment.spec.selector.matchLabels, pod.metadata.labels), 'the gateway Deployment does not select them')
+  t.notOk(selects(deployment.spec.selector.matchLabels, gateway.deployment.spec.template.metadata.labels), 'nor they the gateway\'s pods')
 })

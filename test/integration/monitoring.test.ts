@@ -1,13 +1,14 @@
-// End to end with a real Prometheus: a gateway driven through every metric, then every dashboard query and variable run against the scraped data.
+// End to end with a real Prometheus: a gateway (and the autoscaler's registry) driven through every metric, then every dashboard query and variable run against the scraped data.
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
-import { buildDashboards, expandVariables, panelQueries, variableQueries } from '../../src/dashboards/index.js'
-import { METRIC_DEFINITIONS } from '../../src/metrics/index.js'
+import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard'
+import { buildDashboards, expandVariables, metricOf, panelQueries, selectorsIn, variableQueries } from '../../src/dashboards/index.js'
+import { AUTOSCALER_METRIC_DEFINITIONS, AutoscalerMetrics, METRIC_DEFINITIONS } from '../../src/metrics/index.js'
 import { REPO_ROOT } from '../helpers/cli.js'
 import { startGateway, type Gateway } from '../helpers/gateway.js'
-import { startPrometheus } from '../helpers/prometheus-server.js'
+import { startPrometheus, type PrometheusServer } from '../helpers/prometheus-server.js'
 import { startRedis } from '../helpers/redis.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitUntil, withDeadline } from '../helpers/wait.js'
@@ -21,6 +22,52 @@ function labelValuesQuery (query: string): string {
   const match = /^label_values\((.*),\s*(\w+)\)$/.exec(query)
   if (match === null) throw new Error(`not a label_values() query: ${query}`)
   return `group by (${match[2] as string}) (${match[1] as string})`
+}
+
+/** The autoscaler's scrape job, as a Prometheus config for `breakwater autoscale` would name it. */
+const AUTOSCALER_JOB = 'breakwater-autoscaler'
+
+const AUTOSCALER_METRIC_NAMES = new Set(AUTOSCALER_METRIC_DEFINITIONS.map((def) => def.name))
+
+/** Whether a dashboard reads the autoscaler's metrics: a gateway's scrape has none, an autoscaler's scrape holds them. */
+function readsAutoscaler (built: Dashboard): boolean {
+  return panelQueries(built).some((query) => selectorsIn(query.expr).some((use) => AUTOSCALER_METRIC_NAMES.has(metricOf(use.metric)?.name ?? '')))
+}
+
+/** Every panel query and variable of `dashboards`, each with where it is and its PromQL. */
+function queriesOf (dashboards: readonly Dashboard[]): Array<{ where: string, expr: string }> {
+  return dashboards.flatMap((built) => [
+    ...panelQueries(built).map((query) => ({ where: `${built.title} / ${query.panel} / ${query.refId}`, expr: query.expr })),
+    ...variableQueries(built).map((variable) => ({ where: `${built.title} / $${variable.name}`, expr: labelValuesQuery(variable.query) }))
+  ])
+}
+
+/** Where each query that returns no series is, with the dashboard variables given `values`. */
+async function emptyQueries (prometheus: PrometheusServer, queries: ReadonlyArray<{ where: string, expr: string }>, values: Record<string, string>): Promise<string[]> {
+  const missing: string[] = []
+  for (const query of queries) {
+    const data = await prometheus.query(expandVariables(query.expr, values))
+    if (data.result.length === 0) missing.push(query.where)
+  }
+  return missing
+}
+
+/**
+ * Runs `step` every 100 ms, asking Prometheus every fifth round, until every query returns data: for at most 45 s
+ * and 500 rounds. Resolves with the queries still empty then (none, when all answered) and the rounds it took.
+ */
+async function untilEveryQueryAnswers (prometheus: PrometheusServer, queries: ReadonlyArray<{ where: string, expr: string }>, values: Record<string, string>,
+  step: (round: number) => Promise<void>): Promise<{ missing: string[], rounds: number }> {
+  let round = 0
+  let missing: string[] = queries.map((query) => query.where)
+  const deadline = Date.now() + 45_000
+  while (missing.length > 0 && Date.now() < deadline && round < 500) {
+    round++
+    await step(round)
+    if (round % 5 === 0) missing = await emptyQueries(prometheus, queries, values)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return { missing, rounds: round }
 }
 
 async function send (gw: Gateway, path: string, init: Parameters<typeof request>[1] = {}): Promise<number> {
@@ -88,35 +135,18 @@ routes:
     if (round % 5 === 0) await send(gw, '/api/events', { method: 'POST', headers: json, body: '{"fail":true}' })
     await send(gw, '/nowhere')
   }
-  const dashboards = buildDashboards()
-  const queries = dashboards.flatMap((built) => [
-    ...panelQueries(built).map((query) => ({ where: `${built.title} / ${query.panel} / ${query.refId}`, expr: query.expr })),
-    ...variableQueries(built).map((variable) => ({ where: `${built.title} / $${variable.name}`, expr: labelValuesQuery(variable.query) }))
-  ])
+  // The autoscaler's dashboard reads metrics a gateway never exports: the next test runs it against autoscaler scrapes.
+  const dashboards = buildDashboards().filter((built) => !readsAutoscaler(built))
+  const queries = queriesOf(dashboards)
   t.ok(queries.length >= 30, `${queries.length} queries across ${dashboards.length} dashboards`)
   const values = { job: JOB, instance: `127.0.0.1:${gw.port}`, route: '.*', __rate_interval: '1m' }
-  const empty = async (): Promise<string[]> => {
-    const missing: string[] = []
-    for (const query of queries) {
-      const data = await prometheus.query(expandVariables(query.expr, values))
-      if (data.result.length === 0) missing.push(query.where)
-    }
-    return missing
-  }
-
-  let round = 0
-  let missing: string[] = queries.map((query) => query.where)
-  const deadline = Date.now() + 45_000
-  while (missing.length > 0 && Date.now() < deadline && round < 500) {
-    round++
+  const { missing, rounds } = await untilEveryQueryAnswers(prometheus, queries, values, async (round) => {
     await drive(round)
     // The cache's stale answers: the catalog fails once its entry went stale (max-age=1), then comes back.
     if (round === 10) catalogUp = false
     if (round === 30) catalogUp = true
-    if (round % 5 === 0) missing = await empty()
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  t.same(missing, [], `every query returned data (after ${round} rounds of traffic)`)
+  })
+  t.same(missing, [], `every query returned data (after ${rounds} rounds of traffic)`)
   const events = await (await request(`${gw.url}/actuator/circuitbreakerevents/flaky`)).body.json() as { circuitBreakerEvents: Array<{ stateTransition?: string }> }
   const transitions = new Set(events.circuitBreakerEvents.map((event) => event.stateTransition).filter((transition) => transition !== undefined))
   t.ok(transitions.has('CLOSED_TO_OPEN') && transitions.has('OPEN_TO_HALF_OPEN') && transitions.has('HALF_OPEN_TO_OPEN'),
@@ -131,6 +161,63 @@ routes:
     const again = await (await request(`${prometheus.url}/api/v1/rules`)).body.json() as typeof rules
     return again.data.groups.flatMap((group) => group.rules).every((rule) => rule.health === 'ok')
   }, 'every alert rule evaluated without error', 10_000, 200)
+})
+
+t.test('every Redis Cluster dashboard query returns data from a real Prometheus scraping a leader and a standby autoscaler', async (t) => {
+  // `breakwater autoscale` is not shipped yet: each target is the autoscaler's own registry (AutoscalerMetrics, what its
+  // /actuator/prometheus will serve) on a real HTTP server, fed as its control loop feeds it.
+  const leader = new AutoscalerMetrics()
+  const standby = new AutoscalerMetrics()
+  const serve = async (metrics: AutoscalerMetrics): Promise<string> => {
+    const target = await startUpstream(t, (_req, res) => {
+      metrics.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': metrics.contentType(false) })
+        res.end(text)
+      }, (err: unknown) => {
+        res.writeHead(500)
+        res.end(String(err))
+      })
+    })
+    return `127.0.0.1:${target.port}`
+  }
+  const targets = [await serve(leader), await serve(standby)]
+  const prometheus = await startPrometheus(t, {
+    scrapeConfigs: [{ job_name: AUTOSCALER_JOB, metrics_path: '/actuator/prometheus', static_configs: [{ targets }] }]
+  })
+  const nodes = ['10.0.0.1:6379', '10.0.0.2:6379', '10.0.0.3:6379']
+  leader.setLeader(true)
+  standby.setLeader(false)
+  // One control-loop interval: the leader measures, decides and now and then scales; the standby only holds.
+  const interval = (round: number): void => {
+    leader.setMasters(3 + (round % 2))
+    nodes.forEach((node, i) => { leader.setNodeLoad(node, 20 + i * 10 + (round % 5), 40 + i * 5) })
+    leader.countDecision('hold', false)
+    standby.countDecision('hold', false)
+    if (round % 3 === 0) {
+      const action = round % 2 === 0 ? 'scale_out' : 'scale_in'
+      leader.countDecision(action, true)
+      leader.countSlotsMoved(1365)
+      leader.countKeysMoved(5000 + round)
+      leader.observeOperation(action, 2 + round / 10)
+      leader.setLastAction(Date.now() / 1000)
+    }
+  }
+
+  const dashboards = buildDashboards().filter(readsAutoscaler)
+  t.same(dashboards.map((built) => built.uid), ['breakwater-redis-cluster'], 'the autoscaler\'s dashboard, and no gateway one')
+  const queries = queriesOf(dashboards)
+  t.ok(queries.length >= 15, `${queries.length} queries`)
+  const values = { job: AUTOSCALER_JOB, instance: '.*', node: '.*', __rate_interval: '1m' }
+  const { missing, rounds } = await untilEveryQueryAnswers(prometheus, queries, values, async (round) => { interval(round) })
+  t.same(missing, [], `every query returned data (after ${rounds} intervals)`)
+
+  // What the panels say is what was fed: one leader of two instances, and the leader's three nodes.
+  const leaders = panelQueries(dashboards[0] as Dashboard).find((query) => query.panel === 'Leaders')?.expr ?? ''
+  const [sum] = (await prometheus.query(expandVariables(leaders, values))).result as Array<{ value: [number, string] }>
+  t.equal(sum?.value[1], '1', 'one leader')
+  const node = queries.find((query) => query.where.endsWith('$node'))?.expr ?? ''
+  const listed = (await prometheus.query(expandVariables(node, values))).result as Array<{ metric: { node: string } }>
+  t.same(listed.map((one) => one.metric.node).sort(), nodes, 'the node variable lists the measured masters')
 })
 
 t.test('promtool check metrics finds nothing to lint in a live scrape', async (t) => {

@@ -73,7 +73,7 @@ t.test('promtool check config: the config is valid and finds alerts.yml beside i
   t.match(run.output, `SUCCESS: ${rules.length} rules found`, 'the rule file resolved relative to the config file')
 })
 
-t.test('prometheus.yml scrapes the gateway\'s /actuator/prometheus as the plan\'s circuit_breakers job', async (t) => {
+t.test('prometheus.yml scrapes the gateway\'s /actuator/prometheus as the plan\'s circuit_breakers job, and the autoscaler\'s', async (t) => {
   const config = await readYaml<{
     global: Record<string, string>
     rule_files: string[]
@@ -81,7 +81,10 @@ t.test('prometheus.yml scrapes the gateway\'s /actuator/prometheus as the plan\'
   }>('prometheus.yml')
   t.same(config.global, { scrape_interval: '15s', evaluation_interval: '15s' })
   t.same(config.rule_files, ['alerts.yml'])
-  t.same(config.scrape_configs, [{ job_name: 'circuit_breakers', metrics_path: '/actuator/prometheus', static_configs: [{ targets: ['gateway:8080'] }] }])
+  t.same(config.scrape_configs, [
+    { job_name: 'circuit_breakers', metrics_path: '/actuator/prometheus', static_configs: [{ targets: ['gateway:8080'] }] },
+    { job_name: 'breakwater-autoscaler', metrics_path: '/actuator/prometheus', static_configs: [{ targets: ['autoscaler:9464'] }] }
+  ])
 })
 
 t.test('promtool check rules: alerts.yml is valid, templates included', async (t) => {

@@ -5,7 +5,7 @@ import {
   buildDashboards, dashboardFileName, DEFAULT_VARIABLE_VALUES, expandVariables, filterVariables, finish, NODE_METRICS, panelQueries,
   renderDashboard, transactionsDashboard, variableQueries
 } from '../../../src/dashboards/index.js'
-import { METRICS } from '../../../src/metrics/index.js'
+import { AUTOSCALER_METRICS, METRICS } from '../../../src/metrics/index.js'
 
 t.test('the committed form: sorted keys at every level, two-space indent, a trailing newline, the same on every run', async (t) => {
   const [first] = buildDashboards()
@@ -54,6 +54,7 @@ t.test('expandVariables fills in what Grafana would', async (t) => {
   t.equal(expandVariables(expr), 'sum(rate(x{job=~".*",instance=~".*",route=~".*"}[1m]))')
   t.equal(expandVariables(expr, { ...DEFAULT_VARIABLE_VALUES, route: 'catalog', __rate_interval: '15s' }),
     'sum(rate(x{job=~".*",instance=~".*",route=~"catalog"}[15s]))')
+  t.equal(expandVariables('x{node=~"$node"}'), 'x{node=~".*"}', 'every node')
   t.equal(expandVariables('label_replace(x, "class", "$1", "status", "(.)..")'), 'label_replace(x, "class", "$1", "status", "(.)..")',
     'label_replace()\'s regex group is no variable')
   t.throws(() => expandVariables('x{a="$nope"}'), { message: 'no value for $nope in x{a="$nope"}' })
@@ -70,8 +71,16 @@ t.test('finish numbers the panels and keeps the links in the top bar; a bare das
   t.ok((built.links ?? []).length > 0 && (built.links ?? []).every((link) => !('placement' in link)))
 })
 
-t.test('filterVariables wants a route-labelled metric for the route choices', async (t) => {
+t.test('filterVariables wants a route-labelled metric for the route choices, a node-labelled one for the node choices', async (t) => {
   t.throws(() => filterVariables({ anchor: NODE_METRICS.startTime, routes: NODE_METRICS.startTime }),
     { message: 'expected a metric labelled with the route, got process_start_time_seconds' })
-  t.equal(filterVariables({ anchor: METRICS.breakerState, routes: METRICS.retryCalls }).length, 4)
+  t.throws(() => filterVariables({ anchor: AUTOSCALER_METRICS.leader, nodes: AUTOSCALER_METRICS.masters }),
+    { message: 'expected a metric labelled with the node, got redis_cluster_masters' })
+  const names = (source: Parameters<typeof filterVariables>[0]): string[] => filterVariables(source).map((v) => v.build().name)
+  t.same(names({ anchor: METRICS.breakerState, routes: METRICS.retryCalls }), ['datasource', 'job', 'instance', 'route'])
+  t.same(names({ anchor: AUTOSCALER_METRICS.leader, nodes: AUTOSCALER_METRICS.nodeCpu }), ['datasource', 'job', 'instance', 'node'],
+    'no route variable where the metrics have no route')
+  t.same(names({ anchor: AUTOSCALER_METRICS.leader }), ['datasource', 'job', 'instance'])
+  const [, , , node] = filterVariables({ anchor: AUTOSCALER_METRICS.leader, nodes: AUTOSCALER_METRICS.nodeCpu })
+  t.match(node?.build(), { query: 'label_values(redis_node_cpu_percent{job=~"$job",instance=~"$instance"}, node)' })
 })

@@ -2,10 +2,12 @@
 import type { Dashboard, Panel, RowPanel } from '@grafana/grafana-foundation-sdk/dashboard'
 import t from 'tap'
 import {
-  BREAKER_STATE_STYLES, buildDashboards, DASHBOARD_TAG, DATASOURCE, metricOf, NODE_METRIC_DEFINITIONS, panelQueries, routeLabelOf,
-  selectorsIn, variableQueries
+  BREAKER_STATE_STYLES, buildDashboards, DASHBOARD_TAG, DATASOURCE, metricOf, NODE_LABEL, NODE_METRIC_DEFINITIONS, panelQueries,
+  REDIS_CLUSTER_UID, routeLabelOf, selectorsIn, variableQueries
 } from '../../../src/dashboards/index.js'
-import { BREAKER_STATE_LABELS, METRIC_DEFINITIONS, METRICS } from '../../../src/metrics/index.js'
+import {
+  AUTOSCALER_METRIC_DEFINITIONS, AUTOSCALER_METRICS, BREAKER_STATE_LABELS, METRIC_DEFINITIONS, METRICS
+} from '../../../src/metrics/index.js'
 
 const dashboards = buildDashboards()
 const byUid = (uid: string): Dashboard => dashboards.find((d) => d.uid === uid) as Dashboard
@@ -13,11 +15,14 @@ const panelsOf = (d: Dashboard): Panel[] => (d.panels ?? []).filter((p): p is Pa
 const panel = (d: Dashboard, title: string): Panel | undefined => panelsOf(d).find((p) => p.title === title)
 const exprsOf = (d: Dashboard, title: string): string[] => panelQueries(d).filter((q) => q.panel === title).map((q) => q.expr)
 /** The Grafana units the dashboards use: a typo here would show raw numbers. */
-const UNITS = new Set(['reqps', 'ops', 'cps', 's', 'percent', 'percentunit', 'bytes', 'short', 'none'])
+const UNITS = new Set(['reqps', 'ops', 'opm', 'cps', 's', 'percent', 'percentunit', 'bytes', 'short', 'none'])
+/** The autoscaler's dashboard: its metrics have no route, and a Redis Cluster node instead. */
+const isAutoscalers = (d: Dashboard): boolean => d.uid === REDIS_CLUSTER_UID
 
-t.test('five dashboards with stable uids, tagged, in the README\'s order', async (t) => {
+t.test('six dashboards with stable uids, tagged, in the README\'s order', async (t) => {
   t.same(dashboards.map((d) => d.uid), [
-    'breakwater-transactions', 'breakwater-circuit-breakers', 'breakwater-cache', 'breakwater-bulk', 'breakwater-process'
+    'breakwater-transactions', 'breakwater-circuit-breakers', 'breakwater-cache', 'breakwater-bulk', 'breakwater-process',
+    'breakwater-redis-cluster'
   ], 'uids are what links, bookmarks and provisioning refer to: renaming one is a breaking change')
   for (const d of dashboards) {
     t.ok((d.uid ?? '').length <= 40, `${d.uid}: Grafana takes uids of at most 40 characters`)
@@ -44,19 +49,22 @@ t.test('every dashboard links to the others, keeping the time range and the vari
   }
 })
 
-t.test('every dashboard has the datasource, job, instance and route variables, each filtering the next', async (t) => {
+t.test('every dashboard has the datasource, job, instance and route (the autoscaler\'s: node) variables, each filtering the next', async (t) => {
   for (const d of dashboards) {
     const list = d.templating.list ?? []
-    t.same(list.map((v) => v.name), ['datasource', 'job', 'instance', 'route'], `${d.uid}: variables`)
-    const [datasource, job, instance, route] = list
+    const last = isAutoscalers(d) ? 'node' : 'route'
+    t.same(list.map((v) => v.name), ['datasource', 'job', 'instance', last], `${d.uid}: variables`)
+    const [datasource, job, instance, scope] = list
     t.match(datasource, { type: 'datasource', query: 'prometheus' }, `${d.uid}: a prometheus datasource variable`)
-    for (const v of [job, instance, route]) {
+    for (const v of [job, instance, scope]) {
       t.match(v, { type: 'query', datasource: DATASOURCE, multi: true, includeAll: true, allValue: '.*', refresh: 2 }, `${d.uid}: ${v?.name}`)
     }
     const queries = Object.fromEntries(variableQueries(d).map((v) => [v.name, v.query]))
     t.match(queries.job, /^label_values\([a-z0-9_]+, job\)$/, `${d.uid}: job`)
     t.match(queries.instance, /^label_values\([a-z0-9_]+\{job=~"\$job"\}, instance\)$/, `${d.uid}: instance within the jobs`)
-    t.match(queries.route, /^label_values\([a-z0-9_]+\{job=~"\$job",instance=~"\$instance"\}, (route|name)\)$/, `${d.uid}: routes of the instances`)
+    const labels = isAutoscalers(d) ? 'node' : '(route|name)'
+    t.match(queries[last], new RegExp(`^label_values\\([a-z0-9_]+\\{job=~"\\$job",instance=~"\\$instance"\\}, ${labels}\\)$`),
+      `${d.uid}: ${last}s of the instances`)
   }
   t.match(variableQueries(byUid('breakwater-circuit-breakers')).at(-1)?.query, /resilience4j_circuitbreaker_state.*, name\)$/,
     'breaker routes come from Resilience4j\'s `name`, so Spring services list theirs')
@@ -98,7 +106,7 @@ t.test('every panel says what it shows, in a unit, with an id of its own and a p
   }
 })
 
-t.test('every query reads defined metrics only, filters by job, instance and route, and matches on their labels only', async (t) => {
+t.test('every query reads defined metrics only, filters by job, instance, route and node, and matches on their labels only', async (t) => {
   for (const d of dashboards) {
     const queries = [
       ...panelQueries(d).map((q) => ({ where: `${d.uid} ${q.panel} ${q.refId}`, expr: q.expr, filtered: true })),
@@ -115,13 +123,13 @@ t.test('every query reads defined metrics only, filters by job, instance and rou
       t.ok(uses.length > 0, `${where}: reads a metric`)
       for (const use of uses) {
         const metric = metricOf(use.metric)
-        t.ok(metric !== null, `${where}: ${use.metric} is in METRICS or prom-client's defaults`)
+        t.ok(metric !== null, `${where}: ${use.metric} is in METRICS, AUTOSCALER_METRICS or prom-client's defaults`)
         if (metric === null) continue
         const labels = new Set(['job', 'instance', ...metric.labelNames, ...(use.metric.endsWith('_bucket') ? ['le'] : [])])
         for (const label of use.labels) t.ok(labels.has(label), `${where}: ${use.metric} has label ${label}`)
         if (!filtered) continue
         const route = routeLabelOf(metric)
-        const required = ['job', 'instance', ...(route === null ? [] : [route])]
+        const required = ['job', 'instance', ...(route === null ? [] : [route]), ...(metric.labelNames.includes(NODE_LABEL) ? [NODE_LABEL] : [])]
         t.same(use.labels.slice(0, required.length), required, `${where}: ${use.metric} filtered by ${required.join(', ')}`)
       }
       // Grouping labels: the metrics' own, `le` of buckets, and the one label_replace() makes.
@@ -133,10 +141,12 @@ t.test('every query reads defined metrics only, filters by job, instance and rou
   }
 })
 
-t.test('every defined metric, and every prom-client default named, is on a dashboard', async (t) => {
+t.test('every defined metric, the gateway\'s and the autoscaler\'s, and every prom-client default named, is on a dashboard', async (t) => {
   const read = new Set(dashboards.flatMap((d) => [...panelQueries(d).map((q) => q.expr), ...variableQueries(d).map((v) => v.query)])
     .flatMap((expr) => selectorsIn(expr).map((use) => metricOf(use.metric)?.name)))
-  for (const def of [...METRIC_DEFINITIONS, ...NODE_METRIC_DEFINITIONS]) t.ok(read.has(def.name), `${def.name} is on a dashboard`)
+  for (const def of [...METRIC_DEFINITIONS, ...AUTOSCALER_METRIC_DEFINITIONS, ...NODE_METRIC_DEFINITIONS]) {
+    t.ok(read.has(def.name), `${def.name} is on a dashboard`)
+  }
 })
 
 t.test('Transaction Processing: the issue\'s panels', async (t) => {
@@ -203,4 +213,41 @@ t.test('Cache, Bulk and Gateway process: the issue\'s panels', async (t) => {
   t.same(reads('CPU'), ['process_cpu_user_seconds_total', 'process_cpu_system_seconds_total'])
   t.same(reads('Open handles'), ['nodejs_active_handles_total', 'nodejs_active_requests_total'])
   t.equal(panel(process, 'Heap')?.fieldConfig?.defaults.unit, 'bytes')
+})
+
+t.test('Redis Cluster: the autoscaler\'s panels, on its metrics only', async (t) => {
+  const d = byUid(REDIS_CLUSTER_UID)
+  const autoscalers = new Set(AUTOSCALER_METRIC_DEFINITIONS.map((def) => def.name))
+  for (const q of panelQueries(d)) {
+    t.ok(selectorsIn(q.expr).some((use) => autoscalers.has(metricOf(use.metric)?.name ?? '')), `${q.panel} ${q.refId}: reads the autoscaler's metrics`)
+  }
+  t.notOk(panelQueries(d).some((q) => /route/.test(q.expr)), 'the autoscaler has no route: none is faked')
+  t.same(exprsOf(d, 'Masters over time'), ['redis_cluster_masters{job=~"$job",instance=~"$instance"}'])
+  t.same(exprsOf(d, 'CPU by node'), ['max by (node) (redis_node_cpu_percent{job=~"$job",instance=~"$instance",node=~"$node"})'])
+  t.same(exprsOf(d, 'Memory by node'), ['max by (node) (redis_node_memory_percent{job=~"$job",instance=~"$instance",node=~"$node"})'])
+  for (const title of ['CPU by node', 'Memory by node']) {
+    t.equal(panel(d, title)?.fieldConfig?.defaults.unit, 'percent')
+    t.same(panel(d, title)?.fieldConfig?.defaults.thresholds, undefined, `${title}: no threshold Prometheus does not know`)
+  }
+  t.match(exprsOf(d, 'Decisions by action')[0], /^60 \* sum by \(action, applied\) \(rate\(redis_autoscaler_decisions_total\{/)
+  t.equal(panel(d, 'Decisions by action')?.fieldConfig?.defaults.unit, 'opm')
+  t.match(exprsOf(d, 'Slots moved')[0], /rate\(redis_autoscaler_slots_moved_total\{/)
+  t.match(exprsOf(d, 'Keys moved')[0], /rate\(redis_autoscaler_keys_moved_total\{/)
+  t.same(exprsOf(d, 'Operation duration p50 / p99').map((e) => /^histogram_quantile\(([0-9.]+), sum by \(le, action\) /.exec(e)?.[1]), ['0.5', '0.99'])
+  t.equal(panel(d, 'Operation duration distribution')?.type, 'heatmap')
+  const leader = panel(d, 'Leader')
+  t.equal(leader?.type, 'state-timeline')
+  t.same(exprsOf(d, 'Leader'), ['redis_autoscaler_leader{job=~"$job",instance=~"$instance"}'])
+  t.match(leader?.fieldConfig?.defaults.mappings?.[0], { type: 'value', options: { 0: { text: 'STANDBY' }, 1: { text: 'LEADER' } } })
+  t.same(panel(d, 'Leaders')?.fieldConfig?.defaults.thresholds?.steps.map((s) => [s.value, s.color]), [[null, 'red'], [1, 'green'], [2, 'red']],
+    'one leader is right, none or two are not')
+  t.same(exprsOf(d, 'Since last scale operation'), ['time() - max(redis_autoscaler_last_action_timestamp_seconds{job=~"$job",instance=~"$instance"})'])
+  for (const q of panelQueries(d).filter((q) => q.panel.startsWith('Autoscaler '))) {
+    t.match(q.expr, / and on \(job, instance\) redis_autoscaler_leader\{/, `${q.panel} ${q.refId}: the autoscalers' processes, not the gateways'`)
+  }
+  t.match(variableQueries(d), [
+    { name: 'job', query: `label_values(${AUTOSCALER_METRICS.leader.name}, job)` },
+    { name: 'instance' },
+    { name: 'node', query: /^label_values\(redis_node_memory_percent\{.*\}, node\)$/ }
+  ])
 })

@@ -1,7 +1,9 @@
-// The prom-client defaults the process dashboard reads are what a real registry exports, with those types and labels.
+// The prom-client defaults the process panels read are what a real registry exports (the gateway's and the autoscaler's), with those types and labels.
 import t from 'tap'
-import { NODE_METRIC_DEFINITIONS } from '../../../src/dashboards/index.js'
-import { GatewayMetrics, METRIC_DEFINITIONS } from '../../../src/metrics/index.js'
+import { NODE_METRIC_DEFINITIONS, NODE_METRICS } from '../../../src/dashboards/index.js'
+import {
+  AUTOSCALER_METRIC_DEFINITIONS, AutoscalerMetrics, GatewayMetrics, METRIC_DEFINITIONS
+} from '../../../src/metrics/index.js'
 import { parsePrometheus, series } from '../../helpers/prometheus.js'
 import { waitUntil } from '../../helpers/wait.js'
 
@@ -25,7 +27,15 @@ t.test('each default the dashboards name is in GatewayMetrics\' exposition, with
   }
 })
 
-t.test('no default shares a name with a metric of ours', async (t) => {
-  const ours = new Set(METRIC_DEFINITIONS.map((d) => d.name))
+t.test('the defaults the Redis Cluster dashboard reads are in AutoscalerMetrics\' exposition too', async (t) => {
+  const exposition = parsePrometheus(await new AutoscalerMetrics().metrics())
+  for (const def of [NODE_METRICS.cpuUser, NODE_METRICS.cpuSystem, NODE_METRICS.residentMemory]) {
+    t.equal(exposition.types.get(def.name), def.type, `${def.name} is a ${def.type}`)
+    t.ok(series(exposition, def.name).length > 0, `${def.name} has samples`)
+  }
+})
+
+t.test('no default shares a name with a metric of ours, the gateway\'s or the autoscaler\'s', async (t) => {
+  const ours = new Set([...METRIC_DEFINITIONS, ...AUTOSCALER_METRIC_DEFINITIONS].map((d) => d.name))
   for (const def of NODE_METRIC_DEFINITIONS) t.notOk(ours.has(def.name), def.name)
 })

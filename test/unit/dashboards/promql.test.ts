@@ -3,7 +3,7 @@ import t from 'tap'
 import {
   metricNamesIn, metricOf, NODE_METRICS, quantile, rate, ratio, routeLabelOf, select, selectorsIn, sumBy
 } from '../../../src/dashboards/index.js'
-import { METRICS } from '../../../src/metrics/index.js'
+import { AUTOSCALER_METRICS, METRICS } from '../../../src/metrics/index.js'
 
 t.test('select filters by job and instance, and by route in whichever label the metric carries it', async (t) => {
   t.equal(select(METRICS.transactions), 'transactions_total{job=~"$job",instance=~"$instance",route=~"$route"}')
@@ -15,6 +15,13 @@ t.test('select filters by job and instance, and by route in whichever label the 
   t.equal(routeLabelOf(METRICS.bulkItems), 'route')
   t.equal(routeLabelOf(METRICS.retryCalls), 'name')
   t.equal(routeLabelOf(NODE_METRICS.heapUsed), null)
+})
+
+t.test('select filters the autoscaler\'s per-master metrics by node, and its others by job and instance only', async (t) => {
+  t.equal(select(AUTOSCALER_METRICS.nodeCpu), 'redis_node_cpu_percent{job=~"$job",instance=~"$instance",node=~"$node"}')
+  t.equal(select(AUTOSCALER_METRICS.decisions, ['applied="true"']),
+    'redis_autoscaler_decisions_total{job=~"$job",instance=~"$instance",applied="true"}')
+  t.equal(routeLabelOf(AUTOSCALER_METRICS.nodeMemory), null)
 })
 
 t.test('rate, sums, quantiles and ratios', async (t) => {
@@ -52,5 +59,8 @@ t.test('metricOf knows our metrics and prom-client\'s, and a histogram only by i
   t.equal(metricOf('nodejs_heap_size_used_bytes'), NODE_METRICS.heapUsed)
   t.equal(metricOf('http_server_requests_seconds'), null, 'a histogram has no series of its bare name')
   t.equal(metricOf('transactions_total_count'), null, 'a counter has no _count')
+  t.equal(metricOf('redis_autoscaler_leader'), AUTOSCALER_METRICS.leader)
+  t.equal(metricOf('redis_autoscaler_operation_seconds_bucket'), AUTOSCALER_METRICS.operation)
+  t.equal(metricOf('redis_autoscaler_operation_seconds'), null)
   t.equal(metricOf('up'), null)
 })
