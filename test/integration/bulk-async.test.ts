@@ -211,7 +211,9 @@ t.test('upstream failing past its retries: dead letters with the error; redrive 
     res.writeHead(503, { 'content-type': 'text/plain' })
     res.end('down for maintenance')
   })
-  const gw = await asyncGateway(t, origin, 'batchSize: 3, maxWait: 20ms, retry: {retries: 2, backoff: 1ms, maxBackoff: 2ms}', {
+  // One batch of the three items, however slow the machine: a batch goes at its third item, never on maxWait. Two
+  // batches would fail 6 times, and the route's breaker would open (failureThreshold 5) before the last attempt.
+  const gw = await asyncGateway(t, origin, 'batchSize: 3, maxWait: 10s, retry: {retries: 2, backoff: 1ms, maxBackoff: 2ms}', {
     redis: `{url: '${redis.url}', commandTimeout: 1s}`, instanceId: 'gw-dead'
   })
   await groupCreated([redis])
