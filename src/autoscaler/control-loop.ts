@@ -5,7 +5,7 @@ import type { ClusterNode } from './cluster-nodes.js'
 import type { Journal, JournalOperation } from './journal.js'
 import type { Lease } from './lease.js'
 import { loadOf, sampleFromInfo, type NodeSample } from './measure.js'
-import { decide, LoadWindow, type Decision } from './policy.js'
+import { decide, LoadWindow, pressureOf, type Decision, type NodeAverage } from './policy.js'
 
 /** What the loop reports, as AutoscalerMetrics of src/metrics offers it (structural: the autoscaler does not import metrics/). */
 export interface LoopMetrics {
@@ -73,7 +73,7 @@ export class ControlLoop {
   /** Each master's previous sample: CPU% is measured between two. */
   readonly #samples = new Map<string, NodeSample>()
   #lastActionAtMs: number | null = null
-  #status: LoopStatus
+  #status: Omit<LoopStatus, 'role'>
   /** Aborts the operation under way; replaced for each operation. */
   #operation: AbortController | null = null
   #tickTimer: NodeJS.Timeout | null = null
@@ -93,12 +93,13 @@ export class ControlLoop {
     this.#log = log
     this.#now = now
     this.#window = new LoadWindow(config.windowMs)
-    this.#status = { mode: config.mode, role: 'standby', leader: null, cluster: null, lastError: null, lastDecision: null, operation: null }
+    this.#status = { mode: config.mode, leader: null, cluster: null, lastError: null, lastDecision: null, operation: null }
     metrics.setLeader(false)
   }
 
+  /** The role is the lease's own view, which runs out on time even when no renewal answers. */
   get status (): LoopStatus {
-    return this.#status
+    return { ...this.#status, role: this.#lease.isLeader ? 'leader' : 'standby' }
   }
 
   /** Tries for the lease and runs the first interval at once, then both every `intervalMs`. */
@@ -140,7 +141,6 @@ export class ControlLoop {
       this.#log.warn({ err }, 'could not release the leader lease: a standby takes over once it expires')
     }
     this.#metrics.setLeader(false)
-    this.#status = { ...this.#status, role: 'standby' }
   }
 
   /** Takes the lease when free, or renews ours; a lost lease stops the operation under way. */
@@ -161,7 +161,7 @@ export class ControlLoop {
     try {
       holder = await this.#lease.holderOf()
     } catch {}
-    this.#status = { ...this.#status, role: leader ? 'leader' : 'standby', leader: holder }
+    this.#status = { ...this.#status, leader: holder }
   }
 
   /**
@@ -227,9 +227,10 @@ export class ControlLoop {
     const spareIds = await this.#admin.nodeIds(this.#spares)
     const members = new Set(topology.nodes.map((node) => node.id))
     const spares = this.#spares.filter((_address, i) => spareIds[i] != null && !members.has(spareIds[i] as string))
+    const averages = this.#window.averages(nowMs)
     const decision = decide({
       nowMs,
-      averages: this.#window.averages(nowMs),
+      averages,
       mastersCount: masters.length,
       clusterOk: topology.state === 'ok',
       openSlots,
@@ -255,7 +256,7 @@ export class ControlLoop {
     const fromSpares = masters.filter((node) => spareIds.includes(node.id))
     const node = decision.action === 'scale_out'
       ? spares[0] as string
-      : leastLoaded(this.#window, fromSpares.length > 0 ? fromSpares : masters, this.#config, nowMs)
+      : leastLoaded(averages, fromSpares.length > 0 ? fromSpares : masters, this.#config)
     await this.#run({ action: decision.action, node, startedAtMs: nowMs })
   }
 
@@ -309,9 +310,8 @@ export class ControlLoop {
 }
 
 /** The master with the lowest window load relative to its scale-out thresholds: the one whose slots are cheapest to spread. */
-function leastLoaded (window: LoadWindow, masters: readonly ClusterNode[], config: AutoscalerConfig, nowMs: number): string {
-  const pressure = new Map(window.averages(nowMs).map((node) =>
-    [node.node, Math.max((node.cpu ?? 0) / config.scaleOut.cpu, (node.memory ?? 0) / config.scaleOut.memory)]))
+function leastLoaded (averages: readonly NodeAverage[], masters: readonly ClusterNode[], config: AutoscalerConfig): string {
+  const pressure = new Map(averages.map((node) => [node.node, pressureOf({ cpu: node.cpu ?? 0, memory: node.memory ?? 0 }, config)]))
   let best = masters[0] as ClusterNode
   for (const node of masters) if ((pressure.get(node.address) ?? Infinity) < (pressure.get(best.address) ?? Infinity)) best = node
   return best.address

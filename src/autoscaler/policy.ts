@@ -172,10 +172,14 @@ export function decide (input: DecisionInput): Decision {
   return hold('within_thresholds', `busiest ${busiest.node} at CPU ${pct(busiest.cpu)}, memory ${pct(busiest.memory)}; cluster average CPU ${pct(average.cpu)}, memory ${pct(average.memory)}`, figures)
 }
 
+/** A master's load relative to its scale-out thresholds: the higher of cpu / scaleOut.cpu and memory / scaleOut.memory. */
+export function pressureOf (node: { readonly cpu: number, readonly memory: number }, config: Pick<PolicyConfig, 'scaleOut'>): number {
+  return Math.max(node.cpu / config.scaleOut.cpu, node.memory / config.scaleOut.memory)
+}
+
 /** The master with the highest load relative to its scale-out thresholds; ties go to the first by node. */
 function busiestOf (averages: ReadonlyArray<NodeAverage & { cpu: number, memory: number }>, config: PolicyConfig): BusiestMaster {
-  const pressure = (node: { cpu: number, memory: number }): number => Math.max(node.cpu / config.scaleOut.cpu, node.memory / config.scaleOut.memory)
   let busiest = averages[0] as NodeAverage & { cpu: number, memory: number }
-  for (const node of averages) if (pressure(node) > pressure(busiest)) busiest = node
+  for (const node of averages) if (pressureOf(node, config) > pressureOf(busiest, config)) busiest = node
   return { node: busiest.node, cpu: busiest.cpu, memory: busiest.memory }
 }

@@ -4,13 +4,13 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { autoscalerActuatorPlugin } from '../actuator/index.js'
 import { ClusterAdmin, ControlLoop, Journal, Lease, splitAddress } from '../autoscaler/index.js'
 import type { GatewayConfig } from '../config/index.js'
-import { PROBLEM_CONTENT_TYPE, problemFor } from '../core/index.js'
+import { problemFor } from '../core/index.js'
 import { AutoscalerMetrics } from '../metrics/index.js'
 import { connectNode, createRedisClient } from '../redis/index.js'
 import { AccessLog } from './access-log.js'
 import { INSTANCE_ID_ENV } from './bulk-routes.js'
 import { createGatewayServer, onClientError } from './http-server.js'
-import { asGatewayError } from './problems.js'
+import { asGatewayError, replyProblem } from './problems.js'
 import { requestIdFor } from './request-id.js'
 
 /**
@@ -109,11 +109,10 @@ export function buildAutoscaler (config: GatewayConfig, deps: AutoscalerDeps): A
   app.setErrorHandler((err, request, reply) => {
     const known = asGatewayError(err)
     if (known.statusCode >= 500) request.log.warn({ err: known.cause ?? err }, known.message)
-    reply.code(known.statusCode).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problemFor(known.code, known.message, { requestId: request.id })))
+    replyProblem(reply, problemFor(known.code, known.message, { requestId: request.id }))
   })
   app.setNotFoundHandler((request, reply) => {
-    const problem = problemFor('BW_ERR_ACTUATOR_NOT_FOUND', 'no actuator endpoint at this path', { requestId: request.id })
-    reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+    replyProblem(reply, problemFor('BW_ERR_ACTUATOR_NOT_FOUND', 'no actuator endpoint at this path', { requestId: request.id }))
   })
 
   let started = false

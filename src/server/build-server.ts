@@ -7,7 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { actuatorPlugin, snapshotsOf, type ActuatorOptions } from '../actuator/index.js'
 import { isReservedPath, type GatewayConfig, type RetryConfig, type RouteConfig } from '../config/index.js'
 import {
-  gatewayError, PROBLEM_CONTENT_TYPE, problemFor, rawProblemResponse,
+  gatewayError, problemFor, rawProblemResponse,
   type ErrorCode, type GatewayError
 } from '../core/index.js'
 import { GatewayMetrics, NO_EXCEPTION, NOT_FOUND_URI } from '../metrics/index.js'
@@ -17,7 +17,7 @@ import { hostName, resolveDotSegments, RouteTable, type RouteMatch } from '../ro
 import { AccessLog, accessLine, accessLineWriter } from './access-log.js'
 import { buildBulkRoutes, instanceIdFrom, type BulkRoute } from './bulk-routes.js'
 import { closeSilentConnections, createGatewayServer, onClientError, trackConnections } from './http-server.js'
-import { asGatewayError } from './problems.js'
+import { asGatewayError, replyProblem } from './problems.js'
 import { requestIdFor } from './request-id.js'
 import { buildRouteCaches, type CacheLookup, type PendingLookup, type RouteCache } from './response-cache.js'
 
@@ -340,11 +340,8 @@ function refuseMatch (request: FastifyRequest, reply: FastifyReply, match: Exclu
 }
 
 function sendProblem (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, detail: string): void {
-  const problem = problemFor(code, detail, { route: request.routeId ?? undefined, requestId: request.id })
   request.errorCode = code
-  // Node would otherwise read and discard the whole refused body to keep the connection: however large it is.
-  if (problem.status === 413) reply.header('connection', 'close')
-  reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
+  replyProblem(reply, problemFor(code, detail, { route: request.routeId ?? undefined, requestId: request.id }))
 }
 
 /** The route's retry policy for the proxy: resilience/'s rules, counted in resilience4j_retry_calls_total. */

@@ -85,12 +85,20 @@ export async function startAutoscaler (t: TapLike, yaml: string, holder: string)
   return {
     url,
     autoscaler: { ...autoscaler, close },
-    scrape: async () => await (await fetch(`${url}/actuator/prometheus`)).text(),
-    health: async () => {
-      const response = await fetch(`${url}/actuator/health`)
-      return { status: response.status, body: await response.json() as HealthBody }
-    }
+    scrape: async () => await scrapeAt(url),
+    health: async () => await healthAt(url)
   }
+}
+
+/** The /actuator/prometheus text of the autoscaler at `url` (in this process or its own). */
+export async function scrapeAt (url: string): Promise<string> {
+  return await (await fetch(`${url}/actuator/prometheus`)).text()
+}
+
+/** The /actuator/health status code and document of the autoscaler at `url`. */
+export async function healthAt (url: string): Promise<{ status: number, body: HealthBody }> {
+  const response = await fetch(`${url}/actuator/health`)
+  return { status: response.status, body: await response.json() as HealthBody }
 }
 
 /** The value of the sample `series` (a name with its labels as exposed, e.g. `x_total{action="hold"}`), or null when absent. */

@@ -1,7 +1,7 @@
 // `breakwater autoscale` as its own process: one leader and a standby, the lease released on SIGTERM, and a kill -9 in the middle of a slot repaired by the next leader.
 import t from 'tap'
 import type { Test } from 'tap'
-import { autoscalerYaml, FORCE_SCALE_OUT, NEVER_SCALE, sampleOf, type HealthBody } from '../helpers/autoscaler.js'
+import { autoscalerYaml, FORCE_SCALE_OUT, healthAt, NEVER_SCALE, sampleOf, scrapeAt, type HealthBody } from '../helpers/autoscaler.js'
 import { runCli, startCli, writeConfig, type RunningGateway } from '../helpers/cli.js'
 import { addressOf, clusterChecksClean, clusterClient, everyKeyIntact, openSlotsOf, slotCounts, writeKeys } from '../helpers/cluster-checks.js'
 import { startClusterNode, startRedisCluster, type RedisServer } from '../helpers/redis.js'
@@ -11,11 +11,11 @@ import { waitUntil } from '../helpers/wait.js'
 t.setTimeout(360_000)
 
 async function health (running: RunningGateway): Promise<HealthBody> {
-  return await (await fetch(`${running.url}/actuator/health`)).json() as HealthBody
+  return (await healthAt(running.url)).body
 }
 
 async function scrape (running: RunningGateway): Promise<string> {
-  return await (await fetch(`${running.url}/actuator/prometheus`)).text()
+  return await scrapeAt(running.url)
 }
 
 async function startAutoscale (t: Test, configFile: string, instance: string): Promise<RunningGateway> {

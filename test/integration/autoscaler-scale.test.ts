@@ -1,8 +1,8 @@
 // The issue's scenario: 100k keys on 3 masters and 2 spares; scale out to 4 and back to 3 while a gateway serves cached traffic from the cluster and a client writes.
 import { setTimeout as delay } from 'node:timers/promises'
 import t from 'tap'
-import { autoscalerYaml, FORCE_SCALE_IN, FORCE_SCALE_OUT, sampleOf } from '../helpers/autoscaler.js'
-import { startCli, writeConfig, type RunningGateway } from '../helpers/cli.js'
+import { autoscalerYaml, FORCE_SCALE_IN, FORCE_SCALE_OUT, sampleOf, scrapeAt } from '../helpers/autoscaler.js'
+import { startCli, writeConfig } from '../helpers/cli.js'
 import { addressOf, clusterChecksClean, clusterClient, everyKeyIntact, slotCounts, writeKeys } from '../helpers/cluster-checks.js'
 import { startGateway } from '../helpers/gateway.js'
 import { startClusterNode, startRedisCluster, type RedisServer } from '../helpers/redis.js'
@@ -18,10 +18,6 @@ const PACE_MS = 2
 
 // Two scale operations of 100k keys, under load, on two cores.
 t.setTimeout(600_000)
-
-async function scrape (running: RunningGateway): Promise<string> {
-  return await (await fetch(`${running.url}/actuator/prometheus`)).text()
-}
 
 t.test('scale out to 4 and back to 3 under load: even slots, every key intact, zero request and client errors', async (t) => {
   const cluster = await startRedisCluster(t)
@@ -74,7 +70,7 @@ t.test('scale out to 4 and back to 3 under load: even slots, every key intact, z
   const began = Date.now()
   // Its own process, as it runs in production: the load above keeps this one's event loop busy.
   const out = await startCli(t, await writeConfig(t, autoscalerYaml({ cluster: cluster.nodes, spares, mode: 'apply', cooldown: '1h', ...FORCE_SCALE_OUT }), 'out.yaml'), { command: 'autoscale', readyTimeoutMs: 30_000 })
-  await waitUntil(async () => sampleOf(await scrape(out), 'redis_autoscaler_last_action_timestamp_seconds') !== null, 'the scale-out under load', 240_000, 100)
+  await waitUntil(async () => sampleOf(await scrapeAt(out.url), 'redis_autoscaler_last_action_timestamp_seconds') !== null, 'the scale-out under load', 240_000, 100)
   out.child.kill('SIGTERM')
   await out.exit
   t.comment(`scaled out in ${((Date.now() - began) / 1000).toFixed(1)} s, ${load.gets} GETs, ${load.writes} SETs, ${load.errors.length} errors so far`)
@@ -84,7 +80,7 @@ t.test('scale out to 4 and back to 3 under load: even slots, every key intact, z
   const getsDuringOut = load.gets
 
   const into = await startCli(t, await writeConfig(t, autoscalerYaml({ cluster: cluster.nodes, spares, mode: 'apply', ...FORCE_SCALE_IN }), 'in.yaml'), { command: 'autoscale', readyTimeoutMs: 30_000 })
-  await waitUntil(async () => sampleOf(await scrape(into), 'redis_autoscaler_last_action_timestamp_seconds') !== null, 'the scale-in under load', 240_000, 100)
+  await waitUntil(async () => sampleOf(await scrapeAt(into.url), 'redis_autoscaler_last_action_timestamp_seconds') !== null, 'the scale-in under load', 240_000, 100)
   into.child.kill('SIGTERM')
   await into.exit
   t.comment(`scaled in after ${((Date.now() - began) / 1000).toFixed(1)} s`)
