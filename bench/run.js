@@ -9,13 +9,17 @@ import { checkBuilt, ensureTools, environment } from './lib/prereqs.js'
 import { installCleanup, stopAll } from './lib/processes.js'
 import { formatReport } from './lib/report.js'
 import { runScenario } from './lib/runner.js'
+import { formatSoakTable, runSoak, verdict } from './lib/soak.js'
 import { SCENARIOS } from './scenarios/index.js'
+import { soak } from './scenarios/soak.js'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 
 const USAGE = `Usage: npm run bench -- [options]
 
-  --scenario IDS    comma-separated scenario ids, or all (default: all); --list shows them
+  --scenario IDS    comma-separated scenario ids, or all (default: all); --list shows them; \`soak\` is memory over
+                    --requests per kind of answer, not a comparison (about 15 min at 2M)
+  --requests N      soak: requests of each kind after its warm-up (default: 2000000, issue 14's count)
   --only IDS        run only these candidate ids (the baseline is kept for the ratios)
   --rounds N        interleaved rounds, at least 3 for a figure worth quoting (default: 3)
   --duration S      seconds of each measured wrk run (default: 10)
@@ -35,6 +39,7 @@ async function main () {
       scenario: { type: 'string', default: 'all' },
       only: { type: 'string' },
       rounds: { type: 'string', default: '3' },
+      requests: { type: 'string', default: '2000000' },
       duration: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '3' },
       retries: { type: 'string', default: '2' },
@@ -53,6 +58,7 @@ async function main () {
   }
   if (values.list) {
     for (const s of SCENARIOS) process.stdout.write(`${s.id}: ${s.title}\n  candidates: ${s.candidates.map((c) => c.id).join(', ')}\n`)
+    process.stdout.write(`${soak.id}: ${soak.title}\n  kinds: ${soak.kinds.map((k) => k.id).join(', ')}\n`)
     return
   }
   const options = {
@@ -65,10 +71,12 @@ async function main () {
     quietWaitSec: bounded(values['quiet-wait'], 'quiet-wait', 1, 600)
   }
   if (options.rounds < 3) log(`warning: ${options.rounds} round(s): BENCH.md asks for at least 3 before a figure is quoted`)
-  const ids = values.scenario === 'all' ? SCENARIOS.map((s) => s.id) : values.scenario.split(',')
-  const scenarios = ids.map((id) => {
+  const requests = bounded(values.requests, 'requests', 1000, 100_000_000)
+  const ids = values.scenario === 'all' ? [...SCENARIOS.map((s) => s.id), soak.id] : values.scenario.split(',')
+  const withSoak = ids.includes(soak.id)
+  const scenarios = ids.filter((id) => id !== soak.id).map((id) => {
     const found = SCENARIOS.find((s) => s.id === id)
-    if (found === undefined) throw new Error(`no scenario "${id}"; there are: ${SCENARIOS.map((s) => s.id).join(', ')}`)
+    if (found === undefined) throw new Error(`no scenario "${id}"; there are: ${[...SCENARIOS, soak].map((s) => s.id).join(', ')}`)
     return found
   })
   const only = values.only?.split(',')
@@ -107,6 +115,15 @@ async function main () {
       const result = await runScenario(scenario, candidates, options, ctx)
       reports.push(formatReport(result, env, { perRound: true }))
       process.stdout.write(`\n${formatReport(result, env, { perRound: false })}\n`)
+    }
+    if (withSoak) {
+      log(`${soak.id}: ${soak.kinds.length} kinds x ${requests} requests`)
+      const rows = await runSoak(soak, { requests, warmupSec: options.warmupSec }, ctx)
+      const failed = rows.filter((row) => verdict(row) !== 'pass').length
+      const report = `## ${soak.title}\n\n${env.commit}; Node ${env.node}, nginx ${env.nginx}, ${env.wrk}.\n\n${formatSoakTable(rows)}\n\n` +
+        `${failed === 0 ? 'Every kind within issue 14\'s target.' : `${failed} kind(s) outside issue 14's target.`}\n\n${soak.notes.join('\n\n')}\n`
+      reports.push(report)
+      process.stdout.write(`\n${report}`)
     }
     finished = true
   } finally {

@@ -1,11 +1,11 @@
 // The command line: argv -> command. The only place that calls process.exit.
 import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
-import { ConfigError, loadConfigFile } from './config/index.js'
+import { ConfigError, loadConfigFile, type GatewayConfig, type LoadOptions } from './config/index.js'
 import type { DemoUpstreams } from './demo/upstreams.js'
-import type { BatchSink } from './server/index.js'
 
 export const DEFAULT_CONFIG_FILE = 'config/gateway.yaml'
 
@@ -21,8 +21,8 @@ Commands:
 Options:
   --config FILE   the config file (default: ${DEFAULT_CONFIG_FILE})
   --demo          with start: also run the bundled demo upstreams on 127.0.0.1:9001 and :9002
-  --help          show this help
-  --version       print the version
+  -h, --help      show this help
+  -v, --version   print the version
 `
 
 function version (): string {
@@ -39,8 +39,8 @@ export async function main (argv: readonly string[]): Promise<void> {
       options: {
         config: { type: 'string', default: DEFAULT_CONFIG_FILE },
         demo: { type: 'boolean', default: false },
-        help: { type: 'boolean', default: false },
-        version: { type: 'boolean', default: false }
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'v', default: false }
       }
     })
   } catch (err) {
@@ -74,9 +74,9 @@ export async function main (argv: readonly string[]): Promise<void> {
   }
 }
 
-async function loadOrExit (file: string): Promise<Awaited<ReturnType<typeof loadConfigFile>>> {
+async function loadOrExit (file: string, options: LoadOptions = {}): Promise<Awaited<ReturnType<typeof loadConfigFile>>> {
   try {
-    return await loadConfigFile(file)
+    return await loadConfigFile(file, process.env, options)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     process.stderr.write(`${err.message}\n${err.issues.length} error${err.issues.length === 1 ? '' : 's'} in ${file}\n`)
@@ -84,8 +84,9 @@ async function loadOrExit (file: string): Promise<Awaited<ReturnType<typeof load
   }
 }
 
+// A gateway without routes answers 404 to everything: `check` and `start` refuse it; `autoscale` needs no routes.
 async function check (file: string): Promise<void> {
-  const config = await loadOrExit(file)
+  const config = await loadOrExit(file, { requireRoutes: true })
   process.stdout.write(`ok: ${config.routes.length} route${config.routes.length === 1 ? '' : 's'}\n`)
 }
 
@@ -99,14 +100,17 @@ async function runtime (): Promise<{ server: typeof import('./server/index.js'),
 }
 
 async function start (file: string, demo: boolean): Promise<void> {
-  const config = await loadOrExit(file)
-  const { server: { batchedLogDestination, buildServer }, demo: { startDemoUpstreams } } = await runtime()
+  const config = await loadOrExit(file, { requireRoutes: true })
+  const { server: { buildServer, logDestination }, demo: { startDemoUpstreams } } = await runtime()
   const demoUpstreams: DemoUpstreams | null = demo ? await startDemoUpstreams() : null
   // Asynchronous writes: a line per request written synchronously to stdout costs a syscall each (measured at a
-  // quarter of the proxy's CPU); lines go out in batches (server/log-destination.ts), and are flushed on exit.
-  // sonic-boom's types know its string mode only; in buffer mode its write takes Buffers.
-  const logStream = batchedLogDestination(pino.destination({ dest: 1, sync: false, contentMode: 'buffer' }) as unknown as BatchSink)
-  const app = await buildServer(config, { logger: pino({ level: config.server.logLevel }, logStream) })
+  // quarter of the proxy's CPU); lines go out in batches (server/log-destination.ts), and are flushed on exit. What
+  // stdout cannot take is bounded: past it lines are dropped, and counted here once stdout has caught up.
+  const logStream = logDestination(1, (lines, bytes) => {
+    logger.warn({ droppedLines: lines, droppedBytes: bytes }, `${lines} log lines were dropped: stdout did not take them as fast as they came`)
+  })
+  const logger = pino({ level: config.server.logLevel, hooks: { logMethod: withoutListeningLines } }, logStream)
+  const app = await buildServer(config, { logger })
   const shutdownTimeoutMs = config.server.shutdownTimeoutMs
   // The backstop exits 1 should closing hang past the drain deadline by far; the drain itself ends in time below.
   closeWithGrace({ delay: shutdownTimeoutMs + 5_000, logger: app.log }, async ({ signal, err }) => {
@@ -123,7 +127,40 @@ async function start (file: string, demo: boolean): Promise<void> {
     logStream.flushSync()
   })
   await app.listen({ host: config.server.host, port: config.server.port })
+  logStarted(app.log, file, config, [
+    { role: app.managementServer === null ? 'traffic+management' : 'traffic', address: app.server.address() as AddressInfo },
+    ...(app.managementServer === null ? [] : [{ role: 'management', address: app.managementServer.server.address() as AddressInfo }])
+  ])
   if (demoUpstreams !== null) app.log.info('demo upstreams on 127.0.0.1:9001 (catalog) and 127.0.0.1:9002 (echo)')
+}
+
+/**
+ * Fastify logs a "Server listening at" line per address of each listener (one per network interface on 0.0.0.0),
+ * without saying what the listener is for: the startup line below says it once, with the role.
+ */
+function withoutListeningLines (this: unknown, args: Parameters<pino.LogFn>, method: pino.LogFn): void {
+  if (typeof args[0] === 'string' && args[0].startsWith('Server listening at ')) return
+  method.apply(this, args)
+}
+
+/** Where the cache's shared entries live: none without a caching route. */
+function cacheStoreOf (config: GatewayConfig): 'none' | 'memory' | 'redis' | 'redis-cluster' {
+  if (!config.routes.some((route) => route.cache !== null)) return 'none'
+  if (config.redis === null) return 'memory'
+  return config.redis.cluster === null ? 'redis' : 'redis-cluster'
+}
+
+/** The one line that says what started: version, config file, routes, cache store, and each listener with its role. */
+function logStarted (log: { info: (fields: object, msg: string) => void }, file: string, config: GatewayConfig, bound: ReadonlyArray<{ role: string, address: AddressInfo }>): void {
+  const listeners = bound.map(({ role, address }) => ({
+    role,
+    url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+  }))
+  const routes = config.routes.length
+  const cacheStore = cacheStoreOf(config)
+  const where = listeners.map(({ role, url }) => `${role.replace('+', ' and ')} on ${url}`).join(', ')
+  log.info({ version: version(), config: file, routes, cacheStore, listeners },
+    `breakwater ${version()} started with ${file}: ${routes} route${routes === 1 ? '' : 's'}, cache store ${cacheStore}, ${where}`)
 }
 
 async function autoscale (file: string): Promise<void> {

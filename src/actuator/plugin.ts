@@ -5,7 +5,7 @@ import { gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, type Er
 import type { GatewayMetrics } from '../metrics/index.js'
 import { BREAKER_COMMANDS, type BreakerCommand, type BreakerEvent, type BreakerSnapshot } from '../resilience/types.js'
 import { BearerGuard } from './auth.js'
-import { breakerDetails, circuitBreakersHealth, compareNames, healthDocument, type HealthComponent } from './health.js'
+import { breakerDetails, circuitBreakersHealth, compareNames, healthDocument, overallStatus, type HealthComponent } from './health.js'
 import type { AppInfo, BreakerLookup } from './types.js'
 
 declare module 'fastify' {
@@ -20,7 +20,7 @@ export const ACTUATOR_PREFIX = '/actuator'
 export interface ActuatorOptions {
   readonly metrics: GatewayMetrics
   readonly breakers: BreakerLookup
-  readonly management: Pick<ManagementConfig, 'token'>
+  readonly management: Pick<ManagementConfig, 'token' | 'showDetails'>
   readonly info: AppInfo
   /** false once a graceful shutdown began: readiness turns DOWN. */
   readonly ready: () => boolean
@@ -69,8 +69,10 @@ const statusCode = (status: string): number => (status === 'DOWN' ? 503 : 200)
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
+/** Spring Boot Actuator's own media type: answered to a client that asks for it, as Spring does. */
+export const ACTUATOR_V3_TYPE = 'application/vnd.spring-boot.actuator.v3+json'
 /** The actuator's JSON media types (Spring's v3 type and plain JSON); bodies are small. */
-const JSON_TYPES = ['application/json', 'application/vnd.spring-boot.actuator.v3+json']
+const JSON_TYPES = ['application/json', ACTUATOR_V3_TYPE]
 const BODY_LIMIT_BYTES = 16 * 1024
 
 /** Registers every endpoint under /actuator, in its own encapsulated context. */
@@ -82,6 +84,10 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     return redis === null ? {} : { redis }
   }
   const guard = new BearerGuard(options.management.token)
+  const { showDetails } = options.management
+  /** Spring's show-details: whether this request sees health components and the routes in the info. */
+  const detailed = (request: FastifyRequest): boolean =>
+    showDetails === 'always' || (showDetails === 'when-authorized' && guard.check(request.headers.authorization) === 'ok')
 
   // The gateway streams bodies to upstreams unparsed; the actuator reads small JSON ones.
   app.removeAllContentTypeParsers()
@@ -108,6 +114,16 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
       ? 'send Authorization: Bearer <management.token>'
       : 'the bearer token is not the configured management.token')
     return await reply
+  })
+
+  // JSON answers take Spring's v3 type when the client prefers it; problems stay application/problem+json.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const type = reply.getHeader('content-type')
+    if (typeof type === 'string' && type.startsWith('application/json') && prefersActuatorV3(request.headers.accept)) {
+      // JSON is UTF-8 by definition (RFC 8259 section 8.1); Spring sends this type without a charset.
+      reply.header('content-type', ACTUATOR_V3_TYPE)
+    }
+    done(null, payload)
   })
 
   app.setErrorHandler((err, request, reply) => {
@@ -152,7 +168,11 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     return await reply.type(metrics.contentType(openMetrics)).send(text)
   })
 
-  app.get(`${ACTUATOR_PREFIX}/health`, { config: { probe: true } }, async (_request, reply) => {
+  app.get(`${ACTUATOR_PREFIX}/health`, { config: { probe: true } }, async (request, reply) => {
+    if (!detailed(request)) {
+      const status = overallStatus(ready())
+      return await reply.code(statusCode(status)).send({ status })
+    }
     const health = healthDocument(ready(), snapshots(), components())
     return await reply.code(statusCode(health.status)).send(health)
   })
@@ -163,6 +183,8 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     let answer: HealthComponent | undefined
     if (component === 'liveness') answer = { status: 'UP' }
     else if (component === 'readiness') answer = { status: ready() ? 'UP' : 'DOWN' }
+    // As Spring answers a component it does not show: not found, whether it exists or not.
+    else if (!detailed(request)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `health components are shown only to authorized requests (management.health.showDetails: ${showDetails})`)
     else if (component === 'circuitBreakers') answer = circuitBreakersHealth(snapshots())
     else answer = healthDocument(ready(), [], components()).components[component]
     if (answer === undefined) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no health component or group named ${component}`)
@@ -222,11 +244,11 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no actuator endpoint ${request.method} ${request.url.split('?')[0] as string}`)
   })
 
-  app.get(`${ACTUATOR_PREFIX}/info`, async () => ({
-    build: { name: info.name, version: info.version },
-    node: { version: process.versions.node },
-    routes: info.routes.map((route) => ({ id: route.id, prefix: route.prefix }))
-  }))
+  app.get(`${ACTUATOR_PREFIX}/info`, async (request) => {
+    const build = { build: { name: info.name, version: info.version }, node: { version: process.versions.node } }
+    // The routes tell how the gateway is laid out: shown as health details are.
+    return detailed(request) ? { ...build, routes: info.routes.map((route) => ({ id: route.id, prefix: route.prefix })) } : build
+  })
 }
 
 /** Every breaker's snapshot, sorted by name (as Resilience4j's endpoint lists them). */
@@ -260,6 +282,38 @@ export function acceptsOpenMetrics (accept: string | undefined): boolean {
   }
   return false
 }
+
+/**
+ * Whether a client asked for Spring's v3 type over plain JSON (Spring's content negotiation among its producible
+ * types): it names the v3 type with a q above 0 and above that of application/json (named or by a wildcard), or
+ * equal and first. Anything else, no Accept included, keeps application/json.
+ */
+export function prefersActuatorV3 (accept: string | undefined): boolean {
+  if (accept === undefined || !V3_MENTION.test(accept)) return false
+  let v3: AcceptedRange | null = null
+  let json: AcceptedRange | null = null
+  let jsonSpecificity = 0
+  const ranges = accept.split(',')
+  for (let at = 0; at < ranges.length; at++) {
+    const [type = '', ...params] = (ranges[at] as string).split(';').map((part) => part.trim().toLowerCase())
+    const qParam = params.find((param) => param.startsWith('q='))
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2))
+    if (type === ACTUATOR_V3_TYPE && v3 === null) v3 = { q, at }
+    // RFC 9110 section 12.5.1: the most specific range that matches a type gives its q.
+    const specificity = type === 'application/json' ? 3 : type === 'application/*' ? 2 : type === '*/*' ? 1 : 0
+    if (specificity > jsonSpecificity) {
+      json = { q, at }
+      jsonSpecificity = specificity
+    }
+  }
+  if (v3 === null || !(v3.q > 0)) return false
+  return json === null || v3.q > json.q || (v3.q === json.q && v3.at < json.at)
+}
+
+interface AcceptedRange { readonly q: number, readonly at: number }
+
+/** Most Accept headers never name the v3 type: they skip the parse. */
+const V3_MENTION = /vnd\.spring-boot\.actuator\.v3/i
 
 function sendProblem (request: FastifyRequest, reply: FastifyReply, code: ErrorCode, detail: string): void {
   const problem = problemFor(code, detail, { requestId: request.id })

@@ -12,10 +12,15 @@ export interface CacheRequest {
   readonly headers: HeaderFields
 }
 
-/** The keys of one cache entry; all three share a hash tag, so one MGET or MULTI can span them on a cluster. */
+/** The keys of one cache entry; all share a hash tag, so one MGET or MULTI can span them on a cluster. */
 export interface CacheKeys {
   /** The stored response. */
   readonly entry: string
+  /**
+   * The URL's own key: its response when that has no Vary, else its variant index (see `variants.ts`). The same as
+   * `entry` but for the keys of a variant (`variantKeys`).
+   */
+  readonly primary: string
   /** A short lock taken so one instance at a time fetches this entry (request collapsing). */
   readonly lock: string
   /** The marker that invalidates every variant of this path (see `invalidationKey`). */
@@ -35,21 +40,36 @@ export function routePrefix (keyPrefix: string, routeId: string): string {
  * The keys for a request: `<prefix>{<routeId>:<hash(host, path)>}:<hash(query, vary values)>`, plus `:lock` for the
  * lock and `<tag>:inv` for the invalidation marker. Both hashes are SHA-256 in base64url (43 characters): the URL
  * and header values never appear in clear, and every entry key of a route has the same length whatever the URL.
+ * A response with its own Vary is stored under `variantKeys` of these.
  *
  * - The method is left out: only GET and HEAD are cached and a stored GET answers a HEAD (RFC 9111 section 4).
  * - The host is lower-cased (RFC 9110 section 4.2.3) and keeps its port: `example.com:8080` may be another site.
  *   The scheme is not in the key; a route is served over one.
  * - Query parameters are sorted by name, stably, so `?b=2&a=1` and `?a=1&b=2` share an entry while `?a=1&a=2` and
  *   `?a=2&a=1` do not; names and values stay as sent (no percent-decoding) and empty pieces (`&&`) are dropped.
- * - `vary` (the route's `cache.vary`, lower-case names) adds those request fields' values, absent and empty told apart.
- *   The response's own Vary is checked on lookup instead, since it is only known once a response is stored.
+ * - `vary` (the route's `cache.vary`, lower-case names) adds those request fields' values (`varyValue`), absent and
+ *   empty told apart. The response's own Vary picks a variant under this key (`variantKeys`), once a response is known.
  */
 export function cacheKeys (keyPrefix: string, routeId: string, req: CacheRequest, vary: readonly string[]): CacheKeys {
   const { path, query } = splitTarget(req.url)
   const tag = tagOf(keyPrefix, routeId, hostOf(req.headers), path)
-  const varyValues = [...vary].sort().map((name) => [name, fieldValue(req.headers, name) ?? null])
-  const entry = `${tag}:${digest(JSON.stringify([sortQuery(query), varyValues]))}`
-  return { entry, lock: `${entry}:lock`, invalidation: `${tag}:inv` }
+  const entry = `${tag}:${digest(JSON.stringify([sortQuery(query), varyValues(req.headers, vary)]))}`
+  return { entry, primary: entry, lock: `${entry}:lock`, invalidation: `${tag}:inv` }
+}
+
+/**
+ * The keys of the variant of `keys` that a response with `Vary: <names>` (lower-case) stores for a request with
+ * `headers`: `<primary>:v:<hash(names, their values)>`, in the primary key's hash slot, with a lock of its own. The
+ * names' order does not matter, nor what `varyValue` normalises (RFC 9111 section 4.1).
+ */
+export function variantKeys (keys: CacheKeys, names: readonly string[], headers: HeaderFields): CacheKeys {
+  const entry = `${keys.primary}:v:${variantId(names, headers)}`
+  return { entry, primary: keys.primary, lock: `${entry}:lock`, invalidation: keys.invalidation }
+}
+
+/** The part of a variant's key after `:v:`: the hash of the names and their values. */
+export function variantId (names: readonly string[], headers: HeaderFields): string {
+  return digest(JSON.stringify(varyValues(headers, names)))
 }
 
 /**
@@ -78,9 +98,42 @@ export function fieldValue (headers: HeaderFields, name: string): string | undef
   return value === undefined || typeof value === 'string' ? value : value.join(', ')
 }
 
+/**
+ * Fields whose values are lists that compare without case: charsets, content codings and language ranges (RFC 9110
+ * sections 12.5.2-12.5.4, 8.4.1; RFC 4647 section 2). Their parameters are weights (`;q=0.5`), never quoted.
+ */
+const CASELESS_LIST_FIELDS = new Set(['accept-charset', 'accept-encoding', 'accept-language'])
+
+/** List fields (RFC 9110 section 5.6.1) whose parameters' values may be case-sensitive (RFC 9110 section 12.5.1). */
+const LIST_FIELDS = new Set([...CASELESS_LIST_FIELDS, 'accept'])
+
+/**
+ * A request field's value as a cache compares it for Vary (RFC 9111 section 4.1): repeated lines joined, the
+ * whitespace around it dropped; for a list field also the whitespace around its items and their `;` parameters, and
+ * empty items (RFC 9110 section 5.6.1); lower-cased where the field is case-insensitive. So `en, de` and `EN,de` are
+ * one value. A value with a quoted string is kept as sent but for its ends: its whitespace may be part of it.
+ */
+export function varyValue (headers: HeaderFields, name: string): string | undefined {
+  const value = fieldValue(headers, name)
+  if (value === undefined) return undefined
+  if (!LIST_FIELDS.has(name) || value.includes('"')) return value.trim()
+  const items: string[] = []
+  for (const item of value.split(',')) {
+    const normalised = item.split(';').map((part) => part.trim()).join(';')
+    if (normalised !== '') items.push(normalised)
+  }
+  const list = items.join(',')
+  return CASELESS_LIST_FIELDS.has(name) ? list.toLowerCase() : list
+}
+
 /** The Host header, lower-cased; empty when absent (HTTP/1.0). */
 export function hostOf (headers: HeaderFields): string {
   return (fieldValue(headers, 'host') ?? '').toLowerCase()
+}
+
+/** The names (sorted: their order means nothing) with their values, absent as null. */
+function varyValues (headers: HeaderFields, names: readonly string[]): Array<[string, string | null]> {
+  return [...names].sort().map((name) => [name, varyValue(headers, name) ?? null])
 }
 
 function tagOf (keyPrefix: string, routeId: string, host: string, path: string): string {

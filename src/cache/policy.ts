@@ -2,7 +2,9 @@
 import { createHash } from 'node:crypto'
 import CachePolicy from 'http-cache-semantics'
 import { storedHeaders, type CacheEntry, type EntryHead, type StoredHeaders } from './entry.js'
-import { fieldValue, hostOf, normalizeTarget, pathOf, type CacheRequest, type HeaderFields } from './key.js'
+import { parseHttpDate } from './http-date.js'
+import { fieldValue, hostOf, normalizeTarget, pathOf, varyValue, type CacheRequest, type HeaderFields } from './key.js'
+import { targetedCacheControl, targetedFields } from './targeted-field.js'
 
 /** A route's cache settings, as the config loader resolves them (`cache:` with durations in ms, sizes in bytes). */
 export interface CachePolicyConfig {
@@ -26,6 +28,12 @@ export interface CachePolicyConfig {
   readonly staleIfErrorMs: number
   /** Request header fields (lower-case names) whose values are part of the key, so each value gets its own entry. */
   readonly vary: readonly string[]
+  /**
+   * A response field (lower-case name) that, when present with a valid value, replaces Cache-Control and Expires for
+   * this cache (RFC 9213); CDN-Cache-Control counts after it.
+   * @default 'cdn-cache-control'
+   */
+  readonly targetedField?: string
 }
 
 /** An upstream response as the cache sees it: status and header fields (lower-case names). */
@@ -198,7 +206,7 @@ export function lookupDecision (entry: EntryHead, req: CacheRequest, cfg: CacheP
   return at(now, () => {
     const mismatch = mismatchOf(entry, req)
     if (mismatch !== null) return { kind: 'miss', reason: mismatch }
-    const policy = restore(entry)
+    const policy = restore(entry, cfg)
     const response = entry.policy.rescc as Directives
     const client = requestDirectives(req.headers)
     const lifetime = lifetimeSeconds(policy, entry, cfg)
@@ -230,7 +238,7 @@ export function lookupDecision (entry: EntryHead, req: CacheRequest, cfg: CacheP
  * cache deems fresh never states an age a downstream cache would deem stale.
  */
 export function ageSeconds (entry: EntryHead, now: number): number {
-  return at(now, () => Math.floor(ageOf(restore(entry))))
+  return at(now, () => Math.floor(ageOf(restore(entry, null))))
 }
 
 /** An entry's clock, computed once: `lookupDecision` and `ageSeconds` without restoring the policy per request. */
@@ -248,7 +256,7 @@ export interface EntryFreshness {
 /** See EntryFreshness; age and freshness as `lookupDecision` computes them, at the time it was stored. */
 export function entryFreshness (entry: EntryHead, cfg: CachePolicyConfig): EntryFreshness {
   return at(entry.storedAt, () => {
-    const policy = restore(entry)
+    const policy = restore(entry, cfg)
     const ageAtStore = ageOf(policy)
     const lifetime = lifetimeSeconds(policy, entry, cfg)
     const varies = varyNames(entry.headers).length > 0
@@ -325,8 +333,8 @@ export function conditionalMatch (req: CacheRequest, entry: EntryHead): boolean 
  */
 export function revalidated (entry: CacheEntry, req: CacheRequest, res304: CacheResponse, cfg: CachePolicyConfig, now: number): Refresh | null {
   const update = storedHeaders(res304.headers)
-  const { matches } = at(now, () => restore(entry).revalidatedPolicy(
-    libraryRequest(req, varyNames(entry.headers)), { status: 304, headers: libraryHeaders(update) }
+  const { matches } = at(now, () => restore(entry, cfg).revalidatedPolicy(
+    libraryRequest(req, varyNames(entry.headers)), { status: 304, headers: libraryHeaders(update, cfg) }
   ))
   if (!matches) return null
   const headers: Record<string, string | string[]> = { ...entry.headers }
@@ -335,7 +343,7 @@ export function revalidated (entry: CacheEntry, req: CacheRequest, res304: Cache
     if (!KEPT_ON_REFRESH.has(name)) headers[name] = update[name] as string | string[]
   }
   const store = storeDecision(req, entry.status, headers, entry.path, entry.body.length, cfg, now)
-  const head = store.storable ? store.head : assess(req, entry.status, headers, entry.path, now).head
+  const head = store.storable ? store.head : assess(req, entry.status, headers, entry.path, cfg, now).head
   return { entry: { ...head, body: entry.body }, store }
 }
 
@@ -346,7 +354,7 @@ export function revalidated (entry: CacheEntry, req: CacheRequest, res304: Cache
  */
 export function storeTtlMs (entry: EntryHead, cfg: CachePolicyConfig, now: number): number {
   return at(now, () => {
-    const policy = restore(entry)
+    const policy = restore(entry, cfg)
     const response = entry.policy.rescc as Directives
     const hasValidator = entry.headers.etag !== undefined || entry.headers['last-modified'] !== undefined
     const staleUse = Math.max(
@@ -362,7 +370,7 @@ export function storeTtlMs (entry: EntryHead, cfg: CachePolicyConfig, now: numbe
 function storeDecision (
   req: CacheRequest, status: number, headers: StoredHeaders, path: string, size: number | undefined, cfg: CachePolicyConfig, now: number
 ): StoreDecision {
-  const { head, storable } = assess(req, status, headers, path, now)
+  const { head, storable } = assess(req, status, headers, path, cfg, now)
   const response = head.policy.rescc as Directives
   if (response['no-store']) return { storable: false, reason: 'no-store' } // RFC 9111 section 5.2.2.5
   if (response.private) return { storable: false, reason: 'private' } // RFC 9111 section 5.2.2.7
@@ -379,17 +387,19 @@ function storeDecision (
 }
 
 /** A new http-cache-semantics policy for a response to `req`, as an entry head, and its verdict on storing it. */
-function assess (req: CacheRequest, status: number, headers: StoredHeaders, path: string, now: number): { head: EntryHead, storable: boolean } {
+function assess (
+  req: CacheRequest, status: number, headers: StoredHeaders, path: string, cfg: CachePolicyConfig, now: number
+): { head: EntryHead, storable: boolean } {
   return at(now, () => {
-    const policy = new ClockedPolicy(libraryRequest(req, varyNames(headers)), { status, headers: libraryHeaders(headers) }, { shared: true })
+    const policy = new ClockedPolicy(libraryRequest(req, varyNames(headers)), { status, headers: libraryHeaders(headers, cfg) }, { shared: true })
     const { st, resh, ...state } = policy.toObject()
     return { head: { status, headers, storedAt: now, path, policy: state }, storable: policy.storable() }
   })
 }
 
-/** The entry's policy as http-cache-semantics knows it; call inside `at()`. */
-function restore (entry: EntryHead): CachePolicy {
-  return ClockedPolicy.fromObject({ ...entry.policy, st: entry.status, resh: libraryHeaders(entry.headers) })
+/** The entry's policy as http-cache-semantics knows it (null `cfg`: only its age is asked); call inside `at()`. */
+function restore (entry: EntryHead, cfg: CachePolicyConfig | null): CachePolicy {
+  return ClockedPolicy.fromObject({ ...entry.policy, st: entry.status, resh: libraryHeaders(entry.headers, cfg) })
 }
 
 /**
@@ -401,7 +411,8 @@ function restore (entry: EntryHead): CachePolicy {
 function libraryRequest (req: CacheRequest, vary: readonly string[]): CachePolicy.Request {
   const headers: Record<string, string> = {}
   for (const name of vary) {
-    const value = fieldValue(req.headers, name)
+    // Normalised as in the variant's key, so `en, de` matches `en,de` (RFC 9111 section 4.1).
+    const value = varyValue(req.headers, name)
     if (value !== undefined) headers[name] = fingerprint(value)
   }
   const authorization = fieldValue(req.headers, 'authorization')
@@ -415,16 +426,31 @@ function libraryRequest (req: CacheRequest, vary: readonly string[]): CachePolic
 }
 
 /**
- * The response fields as http-cache-semantics is shown them: Cache-Control directive names and Pragma lower-cased,
- * since it matches them case-sensitively (RFC 9111 section 5.2 says they are not) and would miss `Private` or `No-Store`.
+ * The response fields as http-cache-semantics is shown them; call inside `at()`. A valid targeted field (RFC 9213
+ * section 2.2) stands in for Cache-Control, and Expires and Pragma go. Cache-Control directive names and Pragma are
+ * lower-cased, since the library matches them case-sensitively (RFC 9111 section 5.2 says they are not) and would miss
+ * `Private` or `No-Store`. Expires is rewritten as the IMF-fixdate it names, or as a value Date.parse cannot read when
+ * it is not an HTTP-date: the library's Date.parse takes `2025-01-01` or `... UTC`, RFC 9111 section 5.3 says such a
+ * value means already expired. `cfg` null: no targeted field (the policy's age alone is asked).
  */
-function libraryHeaders (headers: StoredHeaders): CachePolicy.Headers {
-  const cacheControl = headers['cache-control']
+function libraryHeaders (headers: StoredHeaders, cfg: CachePolicyConfig | null): CachePolicy.Headers {
+  const targeted = cfg === null ? undefined : targetedCacheControl(headers, targetedFields(cfg.targetedField))
+  const cacheControl = targeted ?? headers['cache-control']
   const pragma = headers.pragma
-  if (typeof cacheControl !== 'string' && typeof pragma !== 'string') return headers
+  const expires = headers.expires
+  if (typeof cacheControl !== 'string' && typeof pragma !== 'string' && expires === undefined) return headers
   const view = { ...headers }
   if (typeof cacheControl === 'string') view['cache-control'] = lowerDirectiveNames(cacheControl)
+  if (targeted !== undefined) {
+    delete view.expires
+    delete view.pragma
+    return view
+  }
   if (typeof pragma === 'string') view.pragma = pragma.toLowerCase()
+  if (expires !== undefined) {
+    const time = parseHttpDate(String(expires), clock)
+    view.expires = time === null ? 'invalid' : new Date(time).toUTCString()
+  }
   return view
 }
 
@@ -458,7 +484,9 @@ function validatorsFor (policy: CachePolicy, entry: EntryHead, req: CacheRequest
 function lifetimeSeconds (policy: CachePolicy, entry: EntryHead, cfg: CachePolicyConfig): number {
   const response = entry.policy.rescc as Directives
   // The library's own test for explicit freshness; no-cache and proxy-revalidate mean "never fresh" to it, and stay so.
-  const explicit = [response['s-maxage'], response['max-age'], entry.headers.expires].some(Boolean)
+  // A valid targeted field shuts Expires out (RFC 9213 section 2.2); an invalid Expires still states one: in the past.
+  const expires = entry.headers.expires !== undefined && targetedCacheControl(entry.headers, targetedFields(cfg.targetedField)) === undefined
+  const explicit = [response['s-maxage'], response['max-age'], expires].some(Boolean)
   if (cfg.ttlMs !== null && !explicit && !response['no-cache'] && !response['proxy-revalidate']) return cfg.ttlMs / 1000
   return policy.maxAge()
 }
@@ -511,7 +539,7 @@ function lowerDirectiveNames (value: string): string {
 }
 
 /** The field names a stored response's Vary lists, lower-cased (stored fields are already joined into one line). */
-function varyNames (headers: StoredHeaders): string[] {
+export function varyNames (headers: StoredHeaders): string[] {
   const vary = headers.vary
   if (typeof vary !== 'string') return []
   return vary.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name !== '')

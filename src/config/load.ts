@@ -5,12 +5,12 @@ import { isMap, isNode, isPair, isScalar, isSeq, LineCounter, parse, parseDocume
 import { ConfigError, formatPath, type ConfigIssue } from './config-error.js'
 import {
   ConfigSchema, DEFAULT_BODY_LIMIT, DEFAULT_FAILURE_STATUSES, DEFAULT_FAILURE_THRESHOLD, DEFAULT_FALLBACK_CONTENT_TYPE,
-  DEFAULT_HALF_OPEN_CALLS, DEFAULT_HEADERS_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS, DEFAULT_MINIMUM_CALLS,
+  DEFAULT_HALF_OPEN_CALLS, DEFAULT_HEADERS_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS, DEFAULT_MINIMUM_CALLS,
   DEFAULT_RECOVERY_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF, DEFAULT_RETRY_ON,
   DEFAULT_ROUTE_TIMEOUT, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLIDING_WINDOW,
   DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_SLOW_CALL_THRESHOLD, isReservedPath, RESERVED_PREFIX,
-  DEFAULT_CACHE_MAX_OBJECT_SIZE, DEFAULT_MEMORY_TIER_ENTRIES, DEFAULT_MEMORY_TIER_TTL, DEFAULT_REDIS_COMMAND_TIMEOUT,
-  DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, REDIS_URL_ENV,
+  DEFAULT_CACHE_MAX_OBJECT_SIZE, DEFAULT_CACHE_MAX_VARIANTS, DEFAULT_CACHE_TARGETED_FIELD, DEFAULT_MEMORY_TIER_ENTRIES, DEFAULT_MEMORY_TIER_TTL, DEFAULT_REDIS_COMMAND_TIMEOUT,
+  DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_SHOW_DETAILS, REDIS_URL_ENV,
   DEFAULT_BULK_BATCH_SIZE, DEFAULT_BULK_CONCURRENCY, DEFAULT_BULK_FORMAT, DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_PENDING,
   DEFAULT_BULK_MAX_WAIT, DEFAULT_BULK_MODE, DEFAULT_BULK_RETRIES, DEFAULT_BULK_RETRY_BACKOFF, DEFAULT_BULK_RETRY_MAX_BACKOFF, DEFAULT_BULK_CLAIM_AFTER,
   DEFAULT_AUTOSCALER_COOLDOWN, DEFAULT_AUTOSCALER_INTERVAL, DEFAULT_AUTOSCALER_MODE, DEFAULT_AUTOSCALER_PORT, DEFAULT_AUTOSCALER_WINDOW,
@@ -19,6 +19,7 @@ import {
   type RouteConfig, type ServerConfig
 } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
+import { indentationIssue } from './yaml-errors.js'
 
 type Path = ReadonlyArray<string | number>
 type Env = Readonly<Record<string, string | undefined>>
@@ -27,19 +28,28 @@ const ajv = new Ajv({ allErrors: true, verbose: true, strict: true })
 ajv.addKeyword('x-expected')
 const validateSchema = ajv.compile(ConfigSchema)
 
+export interface LoadOptions {
+  /**
+   * A config that must route traffic (`start`, `check`): one without routes is an error at `routes`. The autoscaler
+   * reads the same file for its `redis:` and `autoscaler:` blocks, and needs none.
+   * @default false
+   */
+  readonly requireRoutes?: boolean
+}
+
 /** Reads and loads `file`; throws ConfigError listing every problem. */
-export async function loadConfigFile (file: string, env: Env = process.env): Promise<GatewayConfig> {
+export async function loadConfigFile (file: string, env: Env = process.env, options: LoadOptions = {}): Promise<GatewayConfig> {
   let text: string
   try {
     text = await readFile(file, 'utf8')
   } catch (err) {
     throw new ConfigError(file, [{ line: 0, col: 0, path: '', message: `cannot read the config file: ${(err as Error).message}` }])
   }
-  return parseConfig(text, file, env)
+  return parseConfig(text, file, env, options)
 }
 
 /** Loads config text; `file` only names the source in messages. Throws ConfigError listing every problem. */
-export function parseConfig (text: string, file: string, env: Env = process.env): GatewayConfig {
+export function parseConfig (text: string, file: string, env: Env = process.env, options: LoadOptions = {}): GatewayConfig {
   const issues: ConfigIssue[] = []
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
@@ -47,9 +57,18 @@ export function parseConfig (text: string, file: string, env: Env = process.env)
 
   // Past a syntax error the document's shape is a guess: stop there rather than report follow-on errors.
   if (doc.errors.length > 0) {
-    for (const error of doc.errors) {
+    const found = doc.errors.map((error) => {
       const { line, col } = locate(error.pos[0])
-      issues.push({ line, col, path: '', message: `YAML: ${error.message.split('\n')[0] ?? error.message}` })
+      const indentation = indentationIssue(text, error, { line, col })
+      return { indentation, issue: indentation ?? { line, col, path: '', message: `YAML: ${error.message.split('\n')[0] ?? error.message}` } }
+    })
+    // A line indented wrong breaks several of the library's rules at once: said once, without the others it caused.
+    const indented = found.filter(({ indentation }) => indentation !== null)
+    const said = new Set<string>()
+    for (const { issue } of indented.length > 0 ? indented : found) {
+      const key = `${issue.line}:${issue.col} ${issue.message}`
+      if (!said.has(key)) issues.push(issue)
+      said.add(key)
     }
     throw new ConfigError(file, issues)
   }
@@ -76,6 +95,9 @@ export function parseConfig (text: string, file: string, env: Env = process.env)
   }
   const raw = data as ConfigFile
   checkCrossField(raw, at)
+  if (options.requireRoutes === true && (raw.routes ?? []).length === 0) {
+    at(['routes'], 'expected at least one route: without one every request is answered 404')
+  }
   const redisUrl = env[REDIS_URL_ENV]
   if (raw.redis === undefined && redisUrl !== undefined && redisUrl !== '' && !isRedisUrl(redisUrl)) {
     issues.push({ line: 0, col: 0, path: '', message: `${REDIS_URL_ENV}: expected a redis:// or rediss:// URL, got ${show(redisUrl)}` })
@@ -485,6 +507,7 @@ function resolve (raw: ConfigFile, source: string, redisUrl: string | undefined)
     trustProxy: server.trustProxy ?? false,
     maxHeaders: server.maxHeaders ?? DEFAULT_MAX_HEADERS,
     headersTimeoutMs: parseDurationMs(server.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT),
+    sendTimeoutMs: parseDurationMs(server.sendTimeout ?? DEFAULT_SEND_TIMEOUT),
     logLevel: server.logLevel ?? DEFAULT_LOG_LEVEL,
     accessLog: server.accessLog ?? true
   }
@@ -521,7 +544,8 @@ function resolve (raw: ConfigFile, source: string, redisUrl: string | undefined)
     management: {
       token: management.token === undefined || management.token === null || management.token === '' ? null : management.token,
       port: management.port ?? null,
-      host: management.host ?? resolvedServer.host
+      host: management.host ?? resolvedServer.host,
+      showDetails: management.health?.showDetails ?? DEFAULT_SHOW_DETAILS
     },
     redis: resolveRedis(raw.redis ?? (redisUrl === undefined ? undefined : { url: redisUrl })),
     routes,
@@ -568,6 +592,8 @@ function resolveCache (cache: NonNullable<NonNullable<ConfigFile['defaults']>['c
     staleWhileRevalidateMs: cache.staleWhileRevalidate === undefined ? 0 : parseDurationMs(cache.staleWhileRevalidate),
     staleIfErrorMs: cache.staleIfError === undefined ? 0 : parseDurationMs(cache.staleIfError),
     vary: (cache.vary ?? []).map((name) => name.toLowerCase()),
+    maxVariants: cache.maxVariants ?? DEFAULT_CACHE_MAX_VARIANTS,
+    targetedField: (cache.targetedField ?? DEFAULT_CACHE_TARGETED_FIELD).toLowerCase(),
     memory: cache.memory === undefined
       ? null
       : { maxEntries: cache.memory.maxEntries ?? DEFAULT_MEMORY_TIER_ENTRIES, ttlMs: parseDurationMs(cache.memory.ttl ?? DEFAULT_MEMORY_TIER_TTL) }

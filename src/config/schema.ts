@@ -26,6 +26,8 @@ export const DEFAULT_BODY_LIMIT = '1mb'
 export const DEFAULT_SHUTDOWN_TIMEOUT = '10s'
 export const DEFAULT_MAX_HEADERS = 100
 export const DEFAULT_HEADERS_TIMEOUT = '30s'
+/** nginx's send_timeout default. */
+export const DEFAULT_SEND_TIMEOUT = '60s'
 export const DEFAULT_LOG_LEVEL: LogLevel = 'info'
 export const DEFAULT_ROUTE_TIMEOUT = '5s'
 export const DEFAULT_FAILURE_THRESHOLD = 5
@@ -45,6 +47,9 @@ export const DEFAULT_REDIS_KEY_PREFIX = 'bw:'
 export const DEFAULT_REDIS_CONNECT_TIMEOUT = '1s'
 export const DEFAULT_REDIS_COMMAND_TIMEOUT = '100ms'
 export const DEFAULT_CACHE_MAX_OBJECT_SIZE = '1mb'
+export const DEFAULT_CACHE_MAX_VARIANTS = 16
+/** RFC 9213's targeted field for CDNs and other shared caches. */
+export const DEFAULT_CACHE_TARGETED_FIELD = 'CDN-Cache-Control'
 export const DEFAULT_MEMORY_TIER_ENTRIES = 10_000
 export const DEFAULT_MEMORY_TIER_TTL = '1s'
 export const DEFAULT_BULK_BATCH_SIZE = 1000
@@ -98,6 +103,11 @@ export type BulkFormatName = typeof BULK_FORMATS[number]
 export const BULK_MODES = ['sync', 'async'] as const
 export type BulkMode = typeof BULK_MODES[number]
 /** `recommend`: measure, decide, log and export, change nothing; `apply`: act on the decisions. */
+/** Spring Boot's management.endpoint.health.show-details values, in the gateway's YAML spelling. */
+export const SHOW_DETAILS = ['never', 'when-authorized', 'always'] as const
+export type ShowDetails = typeof SHOW_DETAILS[number]
+export const DEFAULT_SHOW_DETAILS: ShowDetails = 'when-authorized'
+
 export const AUTOSCALER_MODES = ['recommend', 'apply'] as const
 export type AutoscalerMode = typeof AUTOSCALER_MODES[number]
 
@@ -140,6 +150,8 @@ const Cache = Type.Object({
   staleWhileRevalidate: Type.Optional(duration('Serve a stale entry at once and refresh it in the background for this long past its freshness (the upstream\'s own stale-while-revalidate also counts). Default: only the upstream\'s')),
   staleIfError: Type.Optional(duration('Serve a stale entry for this long past its freshness when the upstream fails or the breaker is open (the upstream\'s own stale-if-error also counts). Default: only the upstream\'s')),
   vary: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true, description: 'Request headers added to the cache key, on top of the response\'s Vary' })),
+  maxVariants: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_CACHE_MAX_VARIANTS, description: 'Variants kept per URL, one per value of the fields the response\'s Vary names; storing one more drops the oldest' })),
+  targetedField: Type.Optional(Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$', default: DEFAULT_CACHE_TARGETED_FIELD, description: 'A response field that, when valid, replaces Cache-Control and Expires for this cache (RFC 9213); CDN-Cache-Control is honoured after it. Passed on to clients unchanged', 'x-expected': 'a header field name like Breakwater-Cache-Control' })),
   memory: Type.Optional(Type.Object({
     maxEntries: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULT_MEMORY_TIER_ENTRIES, description: 'Entries kept in this process' })),
     ttl: Type.Optional(duration('How long an entry is served from this process before Redis is asked again', DEFAULT_MEMORY_TIER_TTL))
@@ -208,6 +220,7 @@ const Server = Type.Object({
   trustProxy: Type.Optional(Type.Boolean({ description: 'Trust X-Forwarded-* from clients (the gateway sits behind another proxy); otherwise X-Forwarded-Host and -Proto are replaced', default: false })),
   maxHeaders: Type.Optional(Type.Integer({ minimum: 1, description: 'Most header fields a request may carry; more get 431', default: DEFAULT_MAX_HEADERS })),
   headersTimeout: Type.Optional(duration('A client that has not sent its request headers in this time is disconnected (slowloris)', DEFAULT_HEADERS_TIMEOUT)),
+  sendTimeout: Type.Optional(duration('A client that takes in nothing of a proxied answer for this long is disconnected and the upstream request aborted (nginx\'s send_timeout); a slow reader that makes progress is waited for', DEFAULT_SEND_TIMEOUT)),
   logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS], description: 'pino log level', default: DEFAULT_LOG_LEVEL })),
   accessLog: Type.Optional(Type.Boolean({ description: 'Log one line per request (route, status, duration, request id)', default: true }))
 }, { additionalProperties: false })
@@ -215,7 +228,10 @@ const Server = Type.Object({
 const Management = Type.Object({
   token: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Bearer token for state-changing /actuator requests (POST, DELETE); empty or unset: they answer 403', 'x-expected': 'a string' })),
   port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Serve /actuator on this port only (the main port then answers 404 under /actuator). Default: the main port', 'x-expected': 'a port number from 0 to 65535' })),
-  host: Type.Optional(Type.String({ minLength: 1, description: 'Address of the management listener. Default: `server.host`' }))
+  host: Type.Optional(Type.String({ minLength: 1, description: 'Address of the management listener. Default: `server.host`' })),
+  health: Type.Optional(Type.Object({
+    showDetails: Type.Optional(Type.Unsafe<ShowDetails>({ type: 'string', enum: [...SHOW_DETAILS], default: DEFAULT_SHOW_DETAILS, description: 'Who sees the components of /actuator/health and the routes of /actuator/info (Spring\'s `show-details`): `when-authorized` needs `Authorization: Bearer <management.token>`; the others get only `{"status": ...}`. Liveness and readiness always answer' }))
+  }, { additionalProperties: false, description: 'The /actuator/health endpoint' }))
 }, { additionalProperties: false, description: 'The /actuator endpoints' })
 
 const Redis = Type.Object({
@@ -269,6 +285,7 @@ export interface ServerConfig {
   readonly trustProxy: boolean
   readonly maxHeaders: number
   readonly headersTimeoutMs: number
+  readonly sendTimeoutMs: number
   readonly logLevel: LogLevel
   readonly accessLog: boolean
 }
@@ -325,6 +342,10 @@ export interface CacheConfig {
   readonly staleIfErrorMs: number
   /** Lower-case header names. */
   readonly vary: readonly string[]
+  /** Variants kept per URL (responses with Vary), at least 1. */
+  readonly maxVariants: number
+  /** The targeted field's lower-case name (RFC 9213), honoured before cdn-cache-control. */
+  readonly targetedField: string
   /** null: no in-process tier in front of Redis. */
   readonly memory: { readonly maxEntries: number, readonly ttlMs: number } | null
 }
@@ -372,6 +393,8 @@ export interface ManagementConfig {
   /** null: /actuator is served on the main port. */
   readonly port: number | null
   readonly host: string
+  /** Who sees health components and the info's routes; the rest get the status alone. */
+  readonly showDetails: ShowDetails
 }
 
 /** Scale thresholds, in percent (0 to 100). */

@@ -38,6 +38,8 @@ export type ErrorCode = keyof typeof ERROR_TABLE
 export interface GatewayError extends Error {
   readonly code: ErrorCode
   readonly statusCode: number
+  /** The upstream's address (origin URL) when an upstream failed: for the log, never for the client's problem. */
+  readonly upstream?: string
 }
 
 const constructors = new Map<ErrorCode, createError.FastifyErrorConstructor>()

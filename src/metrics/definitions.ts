@@ -62,11 +62,12 @@ export const METRICS = {
     labelNames: ['route', 'method', 'status']
   },
   httpServerRequests: {
-    // Spring Boot's http.server.requests timer; `uri` is the route's prefix, or NOT_FOUND.
+    // Spring Boot's http.server.requests timer; `uri` is the route's prefix, or NOT_FOUND. `route`, the route id (empty
+    // for the gateway's own endpoints and unmatched requests), lets latency be read per route as transactions_total is.
     name: 'http_server_requests_seconds',
     help: 'Duration of HTTP server request handling',
     type: 'histogram',
-    labelNames: ['method', 'uri', 'status', 'outcome', 'exception'],
+    labelNames: ['method', 'uri', 'status', 'outcome', 'exception', 'route'],
     buckets: LATENCY_BUCKETS_SECONDS
   },
   // Resilience4j's Micrometer binder (resilience4j-micrometer TaggedCircuitBreakerMetrics), `name` is the route id.

@@ -294,7 +294,7 @@ export class GatewayMetrics {
    */
   observeRequest (route: string | null, method: string, uri: string, status: number, seconds: number, exception: string = NO_EXCEPTION): void {
     if (route !== null) this.transactions.get([route, method, status]).inc()
-    this.requests.get([method, uri, status, outcomeOf(status), exception]).observe(seconds)
+    this.requests.get([method, uri, status, outcomeOf(status), exception, route ?? '']).observe(seconds)
   }
 
   /** One call through breaker `name` that was let through: successful, failed, or ignored (counted as neither). */

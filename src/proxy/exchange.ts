@@ -3,9 +3,9 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import type { Dispatcher } from 'undici'
-import { gatewayError, type GatewayError } from '../core/index.js'
+import type { GatewayError } from '../core/index.js'
 import { clientResponseHeaders, type OutgoingHeaders } from './headers.js'
-import { translateUpstreamError } from './upstream-errors.js'
+import { timeoutDetail, translateUpstreamError, upstreamError } from './upstream-errors.js'
 
 type Controller = Dispatcher.DispatchController
 
@@ -23,7 +23,14 @@ export type ExchangeResult =
    * The upstream's answer, relayed to the client in full; `captured` when `captureUpToBytes` was asked for and the
    * body fitted.
    */
-  | { readonly kind: 'response', readonly status: number, readonly captured: CapturedResponse | null, readonly durationMs: number }
+  | {
+    readonly kind: 'response'
+    readonly status: number
+    /** The upstream's header fields as received. */
+    readonly headers: IncomingHttpHeaders
+    readonly captured: CapturedResponse | null
+    readonly durationMs: number
+  }
   /** The upstream's answer, held back from the client because `holdBack` asked for it: the caller answers or retries. */
   | { readonly kind: 'held', readonly status: number, readonly headers: OutgoingHeaders, readonly retryAfter: string | undefined, readonly durationMs: number }
   /** The exchange failed; unless `answered` (the client's response was under way and has been cut), the caller answers. */
@@ -50,23 +57,31 @@ export interface ExchangeHooks {
  */
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly #reply: FastifyReply
+  /** The route's id, for the client's problem; the upstream's origin, for the log only. */
+  readonly #route: string
   readonly #origin: string
   readonly #timeoutMs: number
+  readonly #sendTimeoutMs: number
+  /** The route's timeout while the upstream is awaited; the send timeout while the client is. */
   #timer: NodeJS.Timeout | null = null
   #controller: Controller | null = null
   /** Set once the client has its answer (or is gone): later events from undici change nothing. */
   #settled = false
   #streaming = false
   #status = 0
+  #headers: IncomingHttpHeaders = {}
   /** The answer's headers and body so far, while it is being captured and still fits. */
   #capture: { headers: OutgoingHeaders, chunks: Buffer[], bytes: number } | null = null
   readonly #startedAt = performance.now()
   readonly #hooks: ExchangeHooks
 
-  constructor (reply: FastifyReply, origin: string, timeoutMs: number, hooks: ExchangeHooks) {
+  /** `timeoutMs`: the route's timeout; `sendTimeoutMs`: how long the client may take in nothing (`server.sendTimeout`). */
+  constructor (reply: FastifyReply, route: string, origin: string, timeouts: { timeoutMs: number, sendTimeoutMs: number }, hooks: ExchangeHooks) {
     this.#reply = reply
+    this.#route = route
     this.#origin = origin
-    this.#timeoutMs = timeoutMs
+    this.#timeoutMs = timeouts.timeoutMs
+    this.#sendTimeoutMs = timeouts.sendTimeoutMs
     this.#hooks = hooks
     reply.raw.on('close', this.#onClientClose)
   }
@@ -81,13 +96,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onRequestStart (controller: Controller): void {
     this.#controller = controller
-    if (this.#settled) controller.abort(gatewayError('BW_ERR_UPSTREAM_TIMEOUT', this.#timeoutDetail()))
+    if (this.#settled) controller.abort(this.#timeoutError())
   }
 
-  onResponseStart (controller: Controller, statusCode: number, headers: IncomingHttpHeaders): void {
+  onResponseStart (controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage: string): void {
     if (this.#settled) return
-    // 1xx interim answers (RFC 9110 section 15.2) are the gateway's hop, not the client's: wait for the final one.
-    if (statusCode < 200) return
+    if (statusCode < 200) {
+      this.#interim(statusCode, statusMessage, headers)
+      return
+    }
     if (this.#hooks.holdBack?.(statusCode) === true) {
       const retryAfter = headers['retry-after']
       this.#settle({
@@ -98,6 +115,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return
     }
     this.#status = statusCode
+    this.#headers = headers
     if (this.#timer === null) this.armTimeout()
     else this.#timer.refresh()
     const reply = this.#reply
@@ -126,24 +144,63 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (!res.write(chunk)) {
       // Backpressure: undici stops reading the upstream socket until the client's has drained.
       controller.pause()
-      res.once('drain', () => { controller.resume() })
+      this.#awaitClient(controller)
     }
+  }
+
+  /**
+   * While the client's socket is full, the route's timeout (which bounds the upstream's pauses) stops, or a large
+   * answer to a slow reader would be cut off mid-body; the send timeout bounds the client's instead, as nginx's
+   * send_timeout does: a client whose socket has not drained for that long is disconnected, and its upstream request
+   * aborted with it (see #onClientClose). The socket drains once the kernel takes what Node holds, so a client that
+   * reads, however slowly, keeps it going.
+   */
+  #awaitClient (controller: Controller): void {
+    const res = this.#reply.raw
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => { res.destroy() }, this.#sendTimeoutMs)
+    res.once('drain', () => {
+      if (this.#settled) return
+      clearTimeout(this.#timer as NodeJS.Timeout)
+      this.#timer = setTimeout(this.#onTimeout, this.#timeoutMs)
+      controller.resume()
+    })
   }
 
   onResponseEnd (): void {
     if (this.#settled) return
     const capture = this.#capture
     const captured = capture === null ? null : { status: this.#status, headers: capture.headers, body: Buffer.concat(capture.chunks, capture.bytes) }
-    this.#settle({ kind: 'response', status: this.#status, captured })
+    this.#settle({ kind: 'response', status: this.#status, headers: this.#headers, captured })
     this.#reply.raw.end()
   }
 
   onResponseError (_controller: Controller, err: Error): void {
     if (this.#settled) return
-    const error = translateUpstreamError(err, this.#origin, this.#timeoutMs)
+    const error = translateUpstreamError(err, this.#route, this.#origin, this.#timeoutMs)
     // Once the status line is out, the only honest signal left is a cut connection.
     if (this.#streaming) this.#reply.raw.destroy(err)
     this.#settle({ kind: 'failed', error, answered: this.#streaming })
+  }
+
+  /**
+   * Passes a 1xx interim answer (103 Early Hints, 102 Processing) on ahead of the final one, as a proxy must (RFC 9110
+   * section 15.2), on the client's socket: Node's writeEarlyHints drops hints without a Link and writeProcessing sends
+   * no fields. Never to an HTTP/1.0 client (same section); a response still queued behind an earlier one on its
+   * connection (pipelining) has no socket yet and skips it. Never stored: the cache only sees final answers. undici
+   * hands over no 1xx once the final status is in, fails on a 100 it did not ask for and on a 101 but for an upgrade.
+   */
+  #interim (statusCode: number, statusMessage: string, headers: IncomingHttpHeaders): void {
+    const res = this.#reply.raw
+    const socket = res.socket
+    if (res.req.httpVersion === '1.0' || socket?.writable !== true) return
+    // The upstream's reason phrase: a 1xx Node has no name for (104) keeps its own.
+    let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`
+    const fields = clientResponseHeaders(headers)
+    for (const name in fields) {
+      for (const value of [fields[name] as string | string[]].flat()) head += `${name}: ${value}\r\n`
+    }
+    socket.write(head + '\r\n', 'latin1')
   }
 
   #settle (ending: Ending): void {
@@ -155,7 +212,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   readonly #onTimeout = (): void => {
     if (this.#settled) return
-    const err = gatewayError('BW_ERR_UPSTREAM_TIMEOUT', this.#timeoutDetail())
+    const err = this.#timeoutError()
     if (this.#controller !== null) {
       // undici answers the abort with onResponseError(err), which settles.
       this.#controller.abort(err)
@@ -172,7 +229,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#controller?.abort(new Error('the client closed the connection'))
   }
 
-  #timeoutDetail (): string {
-    return `${this.#origin} did not answer within ${this.#timeoutMs} ms`
+  #timeoutError (): GatewayError {
+    return upstreamError('BW_ERR_UPSTREAM_TIMEOUT', timeoutDetail(this.#route, this.#timeoutMs), this.#origin)
   }
 }

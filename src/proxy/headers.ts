@@ -11,6 +11,12 @@ const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect'
 ])
 
+/**
+ * Never forwarded upstream either: IIS, Symfony and Zend route by these instead of the request target, so a client
+ * could pick the page the origin serves for a URL, and a cached copy of it would reach everyone asking that URL.
+ */
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'x-original-url', 'x-rewrite-url'])
+
 /** The extra fields a Connection header names are hop-by-hop too (RFC 9110 section 7.6.1). */
 function connectionListed (connection: string | string[] | undefined): string[] | null {
   if (connection === undefined) return null
@@ -38,7 +44,7 @@ export interface ForwardingContext {
 export function upstreamRequestHeaders (incoming: IncomingHttpHeaders, context: ForwardingContext): OutgoingHeaders {
   const headers: OutgoingHeaders = {}
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name)) continue
+    if (NOT_FORWARDED.has(name)) continue
     headers[name] = incoming[name] as string | string[]
   }
   const listed = connectionListed(incoming.connection)

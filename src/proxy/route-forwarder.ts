@@ -1,5 +1,5 @@
 // Forwarding for one route: its upstream pools (round robin, keep-alive), streamed bodies both ways, WebSocket tunnels.
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -9,7 +9,7 @@ import { ERROR_TABLE, gatewayError, PROBLEM_CONTENT_TYPE_UTF8, problemFor, type 
 import { clientResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
 import { failureOf, outcomeOf, type CallGuard, type GuardRefusal, type RetryPolicy } from './call-guard.js'
 import { Exchange, type CapturedResponse, type ExchangeResult } from './exchange.js'
-import { translateUpstreamError } from './upstream-errors.js'
+import { translateUpstreamError, upstreamError } from './upstream-errors.js'
 
 interface Target {
   readonly origin: string
@@ -33,8 +33,8 @@ interface Call {
 
 /** How a forward ended, as the caller of `forward` hears it. */
 export type ForwardEnd =
-  /** The upstream's answer was relayed in full; `captured` when it fitted `captureUpToBytes`. */
-  | { readonly kind: 'relayed', readonly status: number, readonly captured: CapturedResponse | null }
+  /** The upstream's answer was relayed in full, its fields as received; `captured` when it fitted `captureUpToBytes`. */
+  | { readonly kind: 'relayed', readonly status: number, readonly headers: IncomingHttpHeaders, readonly captured: CapturedResponse | null }
   /** The answer `holdBack` held: nothing was sent, the caller must answer the client. */
   | { readonly kind: 'held', readonly status: number, readonly headers: OutgoingHeaders }
   /** No usable answer (after any retries): unless `answered` (the relayed answer was cut), the caller may answer instead of the error. */
@@ -101,6 +101,7 @@ export class RouteForwarder {
   readonly route: RouteConfig
   readonly #targets: readonly Target[]
   readonly #trustProxy: boolean
+  readonly #sendTimeoutMs: number
   readonly #tunnels = new Set<Duplex>()
   readonly #guard: CallGuard | null
   readonly #retry: RetryPolicy | null
@@ -112,11 +113,13 @@ export class RouteForwarder {
   /**
    * `guard`: the route's circuit breaker, without which every call goes through uncounted;
    * `retry`: the route's retry policy, without which nothing is retried;
-   * `answerProblem`: how a refusal is answered; by default the error goes through Fastify's error handler.
+   * `answerProblem`: how a refusal is answered; by default the error goes through Fastify's error handler;
+   * `sendTimeoutMs`: how long a client may take in nothing of an answer (`server.sendTimeout`).
    */
-  constructor (route: RouteConfig, options: { trustProxy: boolean, guard?: CallGuard, retry?: RetryPolicy, answerProblem?: ProblemAnswer }) {
+  constructor (route: RouteConfig, options: { trustProxy: boolean, sendTimeoutMs: number, guard?: CallGuard, retry?: RetryPolicy, answerProblem?: ProblemAnswer }) {
     this.route = route
     this.#trustProxy = options.trustProxy
+    this.#sendTimeoutMs = options.sendTimeoutMs
     this.#guard = options.guard ?? null
     this.#retry = options.retry ?? null
     this.#fallbackBody = Buffer.from(route.breaker.fallback?.body ?? '')
@@ -164,7 +167,7 @@ export class RouteForwarder {
       return
     }
     const target = this.#pick()
-    const exchange = new Exchange(reply, target.origin, route.timeoutMs, {
+    const exchange = new Exchange(reply, route.id, target.origin, { timeoutMs: route.timeoutMs, sendTimeoutMs: this.#sendTimeoutMs }, {
       holdBack: this.#holdBack(call),
       captureUpToBytes: call.options.captureUpToBytes,
       onDone: (result) => {
@@ -211,7 +214,7 @@ export class RouteForwarder {
       case 'response':
         // For the retry counts, a relayed 5xx is a failed call; anything else the upstream answered succeeded.
         retry?.onOutcome?.(result.status < 500, retried)
-        onEnd?.({ kind: 'relayed', status: result.status, captured: result.captured })
+        onEnd?.({ kind: 'relayed', status: result.status, headers: result.headers, captured: result.captured })
         return
       case 'held':
         if (retry !== null && call.attempt < call.retries && retry.retryable({ status: result.status })) {
@@ -283,7 +286,7 @@ export class RouteForwarder {
       },
       maxBytes: request.maxBytes,
       // The status is known but its body is not: the caller cannot tell which items the upstream took.
-      tooLarge: (origin, status) => gatewayError('BW_ERR_UPSTREAM_BAD_RESPONSE', `${origin} answered ${status} with more than ${request.maxBytes} bytes`)
+      tooLarge: (origin, status) => upstreamError('BW_ERR_UPSTREAM_BAD_RESPONSE', `the upstream of route ${this.route.id} answered ${status} with more than ${request.maxBytes} bytes`, origin)
     })
   }
 
@@ -312,7 +315,7 @@ export class RouteForwarder {
         bodyTimeout: route.timeoutMs
       })
     } catch (err) {
-      const error = translateUpstreamError(err as Error, target.origin, route.timeoutMs)
+      const error = translateUpstreamError(err as Error, route.id, target.origin, route.timeoutMs)
       settle('failure', error.message)
       throw error
     }
@@ -330,7 +333,7 @@ export class RouteForwarder {
         chunks.push(chunk)
       }
     } catch (err) {
-      const error = translateUpstreamError(err as Error, target.origin, route.timeoutMs)
+      const error = translateUpstreamError(err as Error, route.id, target.origin, route.timeoutMs)
       settle('failure', error.message)
       throw error
     }
@@ -406,7 +409,7 @@ export class RouteForwarder {
       protocol: req.headers.upgrade ?? 'websocket'
     }, (err, data) => {
       if (err !== null) {
-        refuse(translateUpstreamError(err, target.origin, this.route.timeoutMs))
+        refuse(translateUpstreamError(err, this.route.id, target.origin, this.route.timeoutMs))
         return
       }
       const upstream = data.socket

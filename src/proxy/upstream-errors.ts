@@ -1,5 +1,5 @@
 // The one edge where undici's errors become the gateway's: 502 for a broken upstream, 504 for a slow one, with the cause kept.
-import { gatewayError, isGatewayError, type GatewayError } from '../core/index.js'
+import { gatewayError, isGatewayError, type ErrorCode, type GatewayError } from '../core/index.js'
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'])
 const UNREACHABLE_CODES = new Set([
@@ -7,15 +7,29 @@ const UNREACHABLE_CODES = new Set([
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED'
 ])
 
-/** Maps an error from forwarding to the gateway error the client gets; errors that already are ours pass through. */
-export function translateUpstreamError (err: unknown, upstream: string, timeoutMs: number): GatewayError {
+/**
+ * Maps an error from forwarding to the gateway error the client gets; errors that already are ours pass through.
+ * The detail names the route, never the upstream's address (an edge gateway's client has no business knowing its
+ * network): the address rides on the error as `upstream`, for the log.
+ */
+export function translateUpstreamError (err: unknown, route: string, upstream: string, timeoutMs: number): GatewayError {
   if (isGatewayError(err)) return err
   const code = (err as { code?: string } | null)?.code ?? ''
-  if (TIMEOUT_CODES.has(code)) {
-    return gatewayError('BW_ERR_UPSTREAM_TIMEOUT', `${upstream} did not answer within ${timeoutMs} ms`, err)
-  }
+  if (TIMEOUT_CODES.has(code)) return upstreamError('BW_ERR_UPSTREAM_TIMEOUT', timeoutDetail(route, timeoutMs), upstream, err)
   if (UNREACHABLE_CODES.has(code)) {
-    return gatewayError('BW_ERR_UPSTREAM_UNREACHABLE', `${upstream} could not be reached (${code})`, err)
+    return upstreamError('BW_ERR_UPSTREAM_UNREACHABLE', `the upstream of route ${route} could not be reached (${code})`, upstream, err)
   }
-  return gatewayError('BW_ERR_UPSTREAM_BAD_RESPONSE', `${upstream} sent an answer the gateway could not relay (${code === '' ? 'no code' : code})`, err)
+  return upstreamError('BW_ERR_UPSTREAM_BAD_RESPONSE',
+    `the upstream of route ${route} sent an answer the gateway could not relay (${code === '' ? 'no code' : code})`, upstream, err)
+}
+
+/** A gateway error about one upstream of a route: `detail` for the client, `upstream` (its address) for the log. */
+export function upstreamError (code: ErrorCode, detail: string, upstream: string, cause?: unknown): GatewayError {
+  const err = gatewayError(code, detail, cause)
+  ;(err as { upstream?: string }).upstream = upstream
+  return err
+}
+
+export function timeoutDetail (route: string, timeoutMs: number): string {
+  return `the upstream of route ${route} did not answer within ${timeoutMs} ms`
 }

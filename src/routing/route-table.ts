@@ -5,7 +5,8 @@ import { HTTP_METHODS, type RouteConfig } from '../config/index.js'
 export type RouteMatch<R> =
   | { readonly kind: 'route', readonly route: R, readonly upstreamPath: string }
   | { readonly kind: 'not-found' }
-  | { readonly kind: 'method-not-allowed', readonly allow: string }
+  /** `route`: the one of the longest prefix that serves the host but not the method, as problem bodies name it. */
+  | { readonly kind: 'method-not-allowed', readonly allow: string, readonly route: R }
 
 type Matchable = Pick<RouteConfig, 'prefix' | 'host' | 'methods' | 'rewritePrefix'>
 
@@ -43,6 +44,7 @@ export class RouteTable<R extends Matchable> {
    */
   match (method: string, host: string | undefined, path: string): RouteMatch<R> {
     let allow: Set<string> | null = null
+    let refusing: R | null = null
     let candidate = path
     for (;;) {
       const entries = this.#byPrefix.get(candidate)
@@ -52,7 +54,10 @@ export class RouteTable<R extends Matchable> {
           if (entry.methods === null || entry.methods.has(method)) {
             return { kind: 'route', route: entry.route, upstreamPath: rewrite(entry, path) }
           }
-          if (allow === null) allow = new Set()
+          if (allow === null) {
+            allow = new Set()
+            refusing = entry.route
+          }
           for (const allowed of entry.methods) allow.add(allowed)
         }
       }
@@ -61,7 +66,7 @@ export class RouteTable<R extends Matchable> {
       candidate = cut === 0 ? '/' : candidate.slice(0, cut)
     }
     if (allow === null) return { kind: 'not-found' }
-    return { kind: 'method-not-allowed', allow: HTTP_METHODS.filter((m) => allow.has(m)).join(', ') }
+    return { kind: 'method-not-allowed', allow: HTTP_METHODS.filter((m) => allow.has(m)).join(', '), route: refusing as R }
   }
 }
 

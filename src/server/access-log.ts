@@ -1,6 +1,7 @@
 // The access log: one line per finished request, written through Fastify's own LogController instead of an extra hook.
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
 import { pino } from 'pino'
+import type { ErrorCode } from '../core/index.js'
 
 /** The fields of an access-log line, after the request id; the message is `request`. */
 export interface AccessLine {
@@ -9,11 +10,13 @@ export interface AccessLine {
   readonly url: string | undefined
   readonly status: number
   readonly durationMs: number
+  /** The code of the gateway's own problem answer (left out of the line otherwise): what a folded failure log no longer repeats. */
+  readonly code: ErrorCode | undefined
 }
 
 /** One line's fields; the early fast-fail answer logs the same line without a Fastify request. */
-export function accessLine (route: string | null, method: string | undefined, url: string | undefined, status: number, elapsedMs: number): AccessLine {
-  return { route, method, url, status, durationMs: Math.round(elapsedMs * 100) / 100 }
+export function accessLine (route: string | null, method: string | undefined, url: string | undefined, status: number, elapsedMs: number, code: ErrorCode | null = null): AccessLine {
+  return { route, method, url, status, durationMs: Math.round(elapsedMs * 100) / 100, code: code ?? undefined }
 }
 
 /** Logs one access line at info, with the request id first, as a request's child logger binds it. */
@@ -46,11 +49,15 @@ export function accessLineWriter (logger: FastifyBaseLogger): AccessLineWriter {
   const tail = `,${JSON.stringify(internals[messageKeySym])}:"request"}\n`
   const format = (timePart: string, requestId: string, line: AccessLine & { method: string, url: string }): string =>
     `${head}${timePart}${chindings},"requestId":${JSON.stringify(requestId)},"route":${line.route === null ? 'null' : JSON.stringify(line.route)}` +
-    `,"method":${JSON.stringify(line.method)},"url":${JSON.stringify(line.url)},"status":${line.status},"durationMs":${line.durationMs}${tail}`
+    `,"method":${JSON.stringify(line.method)},"url":${JSON.stringify(line.url)},"status":${line.status},"durationMs":${line.durationMs}` +
+    `${line.code === undefined ? '' : `,"code":${JSON.stringify(line.code)}`}${tail}`
 
-  const probe = { route: 'r"é', method: 'GET', url: '/a?"\\\u0001é', status: 200, durationMs: 1.25 }
   const asJson = internals[asJsonSym] as (obj: object, msg: string, level: number, time: string) => string
-  if (asJson.call(logger, { requestId: 'id"\\', ...probe }, 'request', info, ',"time":0') !== format(',"time":0', 'id"\\', probe)) return viaLogger
+  const probe = { route: 'r"é', method: 'GET', url: '/a?"\\\u0001é', status: 200, durationMs: 1.25, code: undefined }
+  const problem = { ...probe, status: 502, code: 'BW_ERR_UPSTREAM_UNREACHABLE' as const }
+  for (const line of [probe, problem]) {
+    if (asJson.call(logger, { requestId: 'id"\\', ...line }, 'request', info, ',"time":0') !== format(',"time":0', 'id"\\', line)) return viaLogger
+  }
 
   const isEnabled = (logger as pino.Logger).isLevelEnabled.bind(logger)
   return (requestId, line) => {
@@ -71,7 +78,7 @@ export class AccessLog extends LogController {
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (this.isLogDisabled(request)) return
-    const line = accessLine(request.routeId, request.method, request.url, reply.statusCode, reply.elapsedTime)
+    const line = accessLine(request.routeId, request.method, request.url, reply.statusCode, reply.elapsedTime, request.errorCode)
     if (error === null || error === undefined) this.write(request.id, line)
     else request.log.error({ ...line, err: error }, 'request failed')
   }

@@ -16,10 +16,11 @@ import { backoffMs, BreakerRegistry, isRetryableMethod, parseRetryAfterSeconds, 
 import { hostName, resolveDotSegments, RouteTable, type RouteMatch } from '../routing/index.js'
 import { AccessLog, accessLine, accessLineWriter } from './access-log.js'
 import { buildBulkRoutes, instanceIdFrom, type BulkRoute } from './bulk-routes.js'
-import { closeSilentConnections, createGatewayServer, onClientError, trackConnections } from './http-server.js'
+import { closeSilentConnections, createGatewayServer, headerRefusal, onClientError, trackConnections } from './http-server.js'
 import { asGatewayError, replyProblem } from './problems.js'
 import { requestIdFor } from './request-id.js'
 import { buildRouteCaches, type CacheLookup, type PendingLookup, type RouteCache } from './response-cache.js'
+import { isUpstreamNetworkFailure, upstreamFailureLog } from './upstream-failure-log.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -41,7 +42,7 @@ declare module 'fastify' {
 export interface ServerDeps {
   /** A pino logger to use instead of one built from `server.logLevel` (tests pass a silent one). */
   readonly logger?: FastifyBaseLogger
-  /** The breakers' clock, in milliseconds (tests pass a fake one). Default: Date.now. */
+  /** The breakers' and the failure log's clock, in milliseconds (tests pass a fake one). Default: Date.now. */
   readonly now?: () => number
   /** This instance's name in the async bulk routes' consumer groups. Default: BREAKWATER_INSTANCE_ID, else the host name. */
   readonly instanceId?: string
@@ -60,6 +61,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   })
   const forwarders = new Map(config.routes.map((route) => [route.id, new RouteForwarder(route, {
     trustProxy: config.server.trustProxy,
+    sendTimeoutMs: config.server.sendTimeoutMs,
     guard: breakers.get(route.id),
     retry: route.retry.retries === 0 ? undefined : retryPolicy(route.id, route.retry, metrics),
     answerProblem: (reply, code, detail) => { sendProblem(reply.request, reply, code, detail) }
@@ -73,7 +75,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   const recordEarly = (req: IncomingMessage, route: RouteConfig, requestId: string, status: number, code: ErrorCode | null, started: number): void => {
     const elapsedMs = performance.now() - started
     metrics.observeRequest(route.id, req.method as string, route.prefix, status, elapsedMs / 1000, code ?? NO_EXCEPTION)
-    if (config.server.accessLog) writeAccessLine(requestId, accessLine(route.id, req.method, req.url, status, elapsedMs))
+    if (config.server.accessLog) writeAccessLine(requestId, accessLine(route.id, req.method, req.url, status, elapsedMs, code))
   }
   /** The open breaker's answer before Fastify, when it refuses; false when the request goes on. */
   const refusedEarly = (req: IncomingMessage, res: ServerResponse, route: RouteConfig, started: number): boolean => {
@@ -144,6 +146,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     clientErrorHandler: onClientError
   }) as unknown as FastifyInstance
   const writeAccessLine = accessLineWriter(app.log)
+  const upstreamFailures = upstreamFailureLog(app.log, deps.now ?? Date.now)
   const bulk = buildBulkRoutes(config, {
     forwarders,
     metrics,
@@ -170,7 +173,9 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   })
   app.setErrorHandler((err, request, reply) => {
     const known = asGatewayError(err)
-    if (known.statusCode >= 500) request.log.warn({ err: known.cause ?? err, route: request.routeId }, known.message)
+    // The upstream's address is in the log only: the client's problem names the route.
+    if (isUpstreamNetworkFailure(known)) upstreamFailures.failed(known, request.routeId ?? '-', request.id)
+    else if (known.statusCode >= 500) request.log.warn({ err: known.cause ?? err, route: request.routeId, upstream: known.upstream }, known.message)
     sendProblem(request, reply, known.code, known.message)
   })
 
@@ -210,17 +215,25 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   if (config.routes.some((route) => route.websocket)) {
     app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const requestId = requestIdFor(req)
-      const refuse = (err: GatewayError): void => {
-        app.log.info({ requestId, url: req.url, code: err.code }, `upgrade refused: ${err.message}`)
-        socket.end(rawProblemResponse(problemFor(err.code, err.message, { requestId })))
+      const refuse = (err: GatewayError, route?: string, headers?: Record<string, string>): void => {
+        app.log.info({ requestId, url: req.url, code: err.code, route, upstream: err.upstream }, `upgrade refused: ${err.message}`)
+        socket.end(rawProblemResponse(problemFor(err.code, err.message, { route, requestId }), headers))
+      }
+      // Node hands an Upgrade request here rather than to the server's request listener and its header checks.
+      const malformed = headerRefusal(req, config.server.maxHeaders)
+      if (malformed !== null) {
+        refuse(gatewayError(malformed.code, malformed.detail))
+        return
       }
       const match = resolve(table, req)
       if (match.kind === 'route' && match.route.websocket) {
-        (forwarders.get(match.route.id) as RouteForwarder).upgrade(req, socket, head, match.upstreamPath, requestId, (err) => { refuse(asGatewayError(err)) })
+        (forwarders.get(match.route.id) as RouteForwarder).upgrade(req, socket, head, match.upstreamPath, requestId, (err) => { refuse(asGatewayError(err), match.route.id) })
       } else if (match.kind === 'route') {
-        refuse(gatewayError('BW_ERR_ROUTE_UPGRADE_REFUSED', `route ${match.route.id} does not proxy Upgrade requests`))
+        refuse(gatewayError('BW_ERR_ROUTE_UPGRADE_REFUSED', `route ${match.route.id} does not proxy Upgrade requests`), match.route.id)
       } else {
-        refuse(matchError(match))
+        // RFC 9110 section 15.5.6: a 405 lists the methods the target does serve.
+        if (match.kind === 'method-not-allowed') refuse(matchError(match), match.route.id, { Allow: match.allow })
+        else refuse(matchError(match))
       }
     })
   }
@@ -270,6 +283,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   })
   app.addHook('onClose', async () => {
     clearInterval(reaper)
+    upstreamFailures.close()
     // Every accepted item is answered before the upstream pools close under its batch; a batch still in flight at the
     // deadline is aborted (its items stay in the stream for the next start or another instance).
     const unsettled = await bulk.close(config.server.shutdownTimeoutMs)
@@ -333,8 +347,12 @@ function matchError (match: Exclude<Resolution, { kind: 'route' }>): GatewayErro
 }
 
 function refuseMatch (request: FastifyRequest, reply: FastifyReply, match: Exclude<Resolution, { kind: 'route' }>): void {
-  // RFC 9110 section 15.5.6: a 405 lists the methods the target does serve.
-  if (match.kind === 'method-not-allowed') reply.header('allow', match.allow)
+  if (match.kind === 'method-not-allowed') {
+    // RFC 9110 section 15.5.6: a 405 lists the methods the target does serve.
+    reply.header('allow', match.allow)
+    // The path is the route's, only the method is not: its problem, access line and metrics name it.
+    request.routeId = match.route.id
+  }
   const err = matchError(match)
   sendProblem(request, reply, err.code, err.message)
 }

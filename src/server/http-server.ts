@@ -1,6 +1,6 @@
 // The Node HTTP server under Fastify: RFC 9112 framing checks and slowloris limits, before any routing happens.
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import { isIPv6, type Socket } from 'node:net'
 import type { ServerConfig } from '../config/index.js'
 import { problemFor, rawProblemResponse, type Problem } from '../core/index.js'
 import { requestIdFor } from './request-id.js'
@@ -28,7 +28,7 @@ export function createGatewayServer (handler: RequestListener, config: ServerCon
     // Checked below, to answer with a problem body rather than Node's empty 400.
     requireHostHeader: false
   }, (req: IncomingMessage, res: ServerResponse) => {
-    const problem = refusal(req, config.maxHeaders)
+    const problem = headerRefusal(req, config.maxHeaders)
     if (problem === null) {
       handler(req, res)
       return
@@ -61,8 +61,24 @@ export function trackConnections (server: Server): ReadonlySet<Socket> {
   return connections
 }
 
+/**
+ * Host = uri-host [ ":" port ] (RFC 9110 section 7.2), uri-host being an IP-literal in brackets, an IPv4 address or a
+ * reg-name (RFC 3986 section 3.2.2); empty is valid (RFC 9110 section 7.2, a target without authority). A comma is
+ * refused although reg-name allows it: a comma is how repeated fields are joined (RFC 9110 section 5.3), so
+ * `a.example, b.example` is two Hosts in one field, and a server behind that picks the other one routes elsewhere.
+ */
+const HOST = /^(?:\[(?:([0-9A-Fa-f:.]+)|[vV][0-9A-Fa-f]+\.[\w.~!$&'()*+;=:-]+)\]|(?:[\w.~!$&'()*+;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
+
+/** Whether a Host field value is uri-host [ ":" port ]: no path, no userinfo, no list, no whitespace. */
+function isValidHost (value: string): boolean {
+  const match = HOST.exec(value)
+  if (match === null) return false
+  const ipv6 = match[1]
+  return ipv6 === undefined || isIPv6(ipv6)
+}
+
 /** The problem with a request's header section that Node's parser lets through, or null. */
-function refusal (req: IncomingMessage, maxHeaders: number): Problem | null {
+export function headerRefusal (req: IncomingMessage, maxHeaders: number): Problem | null {
   const raw = req.rawHeaders
   if (raw.length > maxHeaders * 2) {
     return problemFor('BW_ERR_REQUEST_HEADERS_TOO_LARGE', `more than ${maxHeaders} header fields`, { requestId: requestIdFor(req) })
@@ -77,6 +93,10 @@ function refusal (req: IncomingMessage, maxHeaders: number): Problem | null {
   // RFC 9112 section 3.2: an HTTP/1.1 request has exactly one Host field.
   if (hosts > 1 || (hosts === 0 && req.httpVersion === '1.1')) {
     return problemFor('BW_ERR_REQUEST_MALFORMED', hosts > 1 ? 'more than one Host header' : 'an HTTP/1.1 request without a Host header', { requestId: requestIdFor(req) })
+  }
+  // RFC 9112 section 3.2: a Host field with an invalid value is answered 400.
+  if (hosts === 1 && !isValidHost(req.headers.host as string)) {
+    return problemFor('BW_ERR_REQUEST_MALFORMED', 'the Host header is not a host[:port] (RFC 9110 section 7.2)', { requestId: requestIdFor(req) })
   }
   // RFC 9112 section 6.1: chunked, once, is the only coding the gateway can decode; llhttp lets `gzip, chunked` and
   // split fields (`identity` then `chunked`) through. Transfer-Encoding on HTTP/1.0 is faulty framing.

@@ -1,10 +1,10 @@
 // The response cache on the request path: lookups before Fastify, misses collapsed and stored, stale answers in place of failures.
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import {
-  ageFrom, cacheKeys, conditionalMatch, decodeEntry, encodeEntry, entryFreshness, fieldValue, hostOf, isPlainRequest,
+  ageFrom, cacheKeys, conditionalMatch, decodeEntry, decodeVariantIndex, entryFreshness, fieldValue, hostOf, invalidationKey, isPlainRequest,
   lookupDecision, MemoryStore, notModifiedHeaders, RedisStore, requestCacheability, revalidated, routePrefix, storability,
-  TieredStore, type CacheEntry, type CacheKeys, type CacheRequest, type CacheStore, type EntryFreshness,
+  TieredStore, VariantStore, type CacheEntry, type CacheKeys, type CacheRequest, type CacheStore, type EntryFreshness, type FoundValue,
   type RevalidationHeaders, type StoreHealth
 } from '../cache/index.js'
 import {
@@ -91,6 +91,8 @@ export class RouteCache {
   readonly route: RouteConfig
   readonly #config: CacheConfig
   readonly #store: CacheStore
+  /** The store seen through each URL's variants (responses with Vary): lookups and writes of entries go through it. */
+  readonly #variants: VariantStore
   readonly #keyPrefix: string
   readonly #events: CacheEvents
   readonly #now: () => number
@@ -114,6 +116,7 @@ export class RouteCache {
     this.#keyPrefix = options.keyPrefix
     this.#events = options.events
     this.#now = options.now ?? Date.now
+    this.#variants = new VariantStore(options.store, { maxVariants: route.cache.maxVariants, now: this.#now })
   }
 
   /** Whether `req` is looked up at all: GET and HEAD. Other methods pass by (and may invalidate, see `forward`). */
@@ -128,22 +131,22 @@ export class RouteCache {
   lookupNow (req: IncomingMessage): CacheLookup | undefined {
     const target = this.#target(req)
     if ('kind' in target) return target
-    const values = this.#store.peek?.([target.keys.entry, target.keys.invalidation])
-    return values === undefined ? undefined : this.#found(target.request, target.keys, values)
+    const found = this.#variants.peek(target.keys, target.request.headers)
+    return found === undefined ? undefined : this.#found(target.request, found.keys, [found.value, found.marker])
   }
 
   /** What the store holds for `req`. Never rejects: a failing store is a bypass. */
   async lookup (req: IncomingMessage): Promise<CacheLookup> {
     const target = this.#target(req)
     if ('kind' in target) return target
-    let values: Array<Buffer | null>
+    let found: FoundValue
     try {
-      values = await this.#store.get([target.keys.entry, target.keys.invalidation])
+      found = await this.#variants.get(target.keys, target.request.headers)
     } catch (err) {
       this.#events.failed(this.route.id, err)
       return { kind: 'bypass', reason: 'store-error' }
     }
-    return this.#found(target.request, target.keys, values)
+    return this.#found(target.request, found.keys, [found.value, found.marker])
   }
 
   /** The request and its keys, or the bypass it asks for itself (no-store, Range...). */
@@ -154,7 +157,7 @@ export class RouteCache {
     return { request, keys: this.#keysFor(request) }
   }
 
-  /** What an entry and its path's invalidation marker, as read, can do for the request. */
+  /** What an entry (or its variant for the request) and its path's invalidation marker, as read, can do for the request. */
   #found (request: CacheRequest, keys: CacheKeys, values: Array<Buffer | null>): CacheLookup {
     const [value, marker] = values
     const entry = value === null || value === undefined ? null : this.#decode(keys.entry, value)
@@ -224,7 +227,7 @@ export class RouteCache {
       forwarder.forward(request, reply, upstreamPath, {
         onEnd: (end) => {
           // RFC 9111 section 4.4: a non-error answer to an unsafe method invalidates the target URI.
-          if (end.kind === 'relayed' && end.status < 400) this.#invalidate(request.raw)
+          if (end.kind === 'relayed' && end.status < 400) this.#invalidate(request.raw, end.headers)
           return false
         }
       })
@@ -277,13 +280,16 @@ export class RouteCache {
 
   /**
    * Takes the key's lock across instances; when another instance holds it, waits (polling, up to the route's
-   * timeout) for the entry it is fetching. Returns that entry, or null when this request must fetch.
+   * timeout) for the entry it is fetching. Returns that entry, or null when this request must fetch: also once the
+   * URL turns out to vary and this request's variant is not stored (the other instance fetched another variant).
    */
   async #lockOrAwait (req: IncomingMessage, keys: CacheKeys): Promise<CacheEntry | null> {
     const timeoutMs = this.route.timeoutMs
+    let varies = false
     const stored = async (): Promise<CacheEntry | null> => {
-      const [value] = await this.#store.get([keys.entry])
-      const entry = value === null || value === undefined ? null : this.#decode(keys.entry, value)
+      const found = await this.#variants.get(keys, req.headers)
+      varies = found.keys.entry !== keys.entry
+      const entry = found.value === null ? null : this.#decode(found.keys.entry, found.value)
       return entry !== null && this.#answers(entry, req) ? entry : null
     }
     try {
@@ -293,7 +299,7 @@ export class RouteCache {
       while (Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS))
         const entry = await stored()
-        if (entry !== null) return entry
+        if (entry !== null || varies) return entry
       }
     } catch (err) {
       this.#events.failed(this.route.id, err)
@@ -302,27 +308,32 @@ export class RouteCache {
   }
 
   /**
-   * Asks the upstream: conditionally when a stale entry has validators (a 304 refreshes it: REVALIDATED), storing
-   * what may be stored; a failure within the entry's stale-if-error window is answered from it (STALE).
+   * Asks the upstream: conditionally when a stale entry has validators (a 304 that selects it refreshes it:
+   * REVALIDATED; one that selects nothing is followed by an unconditional request), storing what may be stored; a
+   * failure within the entry's stale-if-error window is answered from it (STALE).
    */
   #fetch (
     request: FastifyRequest, reply: FastifyReply, forwarder: RouteForwarder, upstreamPath: string,
     lookup: CacheLookup & { kind: 'miss' | 'revalidate' }, done: ((entry: CacheEntry | null) => void) | null
   ): void {
     const stale = lookup.kind === 'revalidate' ? lookup : null
+    const conditional = stale !== null && Object.keys(stale.validators).length > 0
     const finish = (entry: CacheEntry | null): void => { done?.(entry) }
+    // A 304 that selects no stored response: ask again without validators and store that (RFC 9111 section 4.3.4).
+    const refetch = (): void => { this.#fetch(request, reply, forwarder, upstreamPath, { ...stale as CacheLookup & { kind: 'revalidate' }, validators: {} }, done) }
     reply.header('x-cache', 'MISS')
     forwarder.forward(request, reply, upstreamPath, {
       headers: stale === null ? UNCONDITIONAL : { ...UNCONDITIONAL, ...stale.validators },
       captureUpToBytes: this.#config.maxObjectSizeBytes,
-      holdBack: (status) => stale !== null && (status === 304 || (status >= 500 && this.#usableForFailure(stale))),
-      onEnd: (end) => this.#fetched(request, reply, lookup.keys, stale, end, finish)
+      // A 304 to a request without validators is the upstream's own doing: relayed as it is, never looped on.
+      holdBack: (status) => stale !== null && ((status === 304 && conditional) || (status >= 500 && this.#usableForFailure(stale))),
+      onEnd: (end) => this.#fetched(request, reply, lookup.keys, stale, end, finish, refetch)
     })
   }
 
   #fetched (
     request: FastifyRequest, reply: FastifyReply, keys: CacheKeys, stale: (CacheLookup & { kind: 'revalidate' }) | null,
-    end: ForwardEnd, finish: (entry: CacheEntry | null) => void
+    end: ForwardEnd, finish: (entry: CacheEntry | null) => void, refetch: () => void
   ): boolean {
     switch (end.kind) {
       case 'relayed':
@@ -338,8 +349,11 @@ export class RouteCache {
           return true
         }
         this.#store304OrNew(request.raw, keys, { status: 304, headers: end.headers, body: Buffer.alloc(0) }, entry.entry).then((refreshed) => {
-          // A 304 that does not validate the entry (another validator) leaves nothing to answer with but the entry.
-          this.#answerReply(request, reply, refreshed ?? entry.entry, refreshed === null ? 'STALE' : 'REVALIDATED', refreshed === null ? 'error' : undefined)
+          if (refreshed === null) {
+            refetch()
+            return
+          }
+          this.#answerReply(request, reply, refreshed, 'REVALIDATED')
           finish(refreshed)
         }).catch((err: unknown) => {
           finish(null)
@@ -391,7 +405,7 @@ export class RouteCache {
       ttlMs = decision.ttlMs
     }
     try {
-      await this.#store.set(keys.entry, encodeEntry(entry), ttlMs)
+      await this.#variants.set(keys, req.headers, entry, ttlMs)
     } catch (err) {
       this.#events.failed(this.route.id, err)
     }
@@ -407,7 +421,11 @@ export class RouteCache {
       if (!await this.#store.lock(keys.lock, this.route.timeoutMs)) return
       try {
         const answer = await forwarder.fetch(req, requestId, upstreamPath, { ...UNCONDITIONAL, ...validators }, this.#config.maxObjectSizeBytes)
-        await this.#store304OrNew(req, keys, answer, entry)
+        const stored = await this.#store304OrNew(req, keys, answer, entry)
+        if (stored === null && answer.status === 304 && Object.keys(validators).length > 0) {
+          // The 304 selects no stored response (RFC 9111 section 4.3.4): fetch it whole.
+          await this.#store304OrNew(req, keys, await forwarder.fetch(req, requestId, upstreamPath, UNCONDITIONAL, this.#config.maxObjectSizeBytes))
+        }
       } finally {
         await this.#store.unlock(keys.lock)
       }
@@ -416,15 +434,39 @@ export class RouteCache {
       .finally(() => { this.#refreshing.delete(keys.entry) })
   }
 
-  #invalidate (req: IncomingMessage): void {
-    const keys = this.#keysFor(asCacheRequest(req))
-    this.#store.set(keys.invalidation, Buffer.from(String(this.#now())), INVALIDATION_TTL_MS)
-      .catch((err: unknown) => { this.#events.failed(this.route.id, err) })
+  /**
+   * Marks the target URI invalidated, and the URIs the answer's Location and Content-Location name when they share
+   * its origin (RFC 9111 section 4.4; another origin's must not be touched, so a write cannot purge what it does not
+   * own). The origin is told by host and port: the gateway hears plain HTTP behind whatever terminates TLS, so the
+   * scheme a client used is not known here, and the key has none. Only this route's entries: a URI served by
+   * another route keeps its entry until it expires.
+   */
+  #invalidate (req: IncomingMessage, answer: IncomingHttpHeaders): void {
+    const markers = new Set([this.#keysFor(asCacheRequest(req)).invalidation])
+    const host = hostOf(req.headers)
+    for (const name of ['location', 'content-location'] as const) {
+      const value = answer[name]
+      if (typeof value !== 'string' || host === '') continue
+      try {
+        // Relative references resolve against the target URI (RFC 9110 sections 10.2.2, 8.7).
+        const target = new URL(`http://${host}${req.url as string}`)
+        const uri = new URL(value, target)
+        if (uri.host === target.host) markers.add(invalidationKey(this.#keyPrefix, this.route.id, host, uri.pathname))
+      } catch {
+        // Not a URI reference: nothing to invalidate.
+      }
+    }
+    const time = Buffer.from(String(this.#now()))
+    for (const marker of markers) {
+      this.#store.set(marker, time, INVALIDATION_TTL_MS).catch((err: unknown) => { this.#events.failed(this.route.id, err) })
+    }
   }
 
-  /** Deletes every key of this route, or only the entries stored for paths under `pathPrefix`. */
+  /** Deletes every key of this route, or only the entries (and variant indexes) stored for paths under `pathPrefix`. */
   async purge (pathPrefix?: string): Promise<number> {
-    const filter = pathPrefix === undefined ? undefined : (value: Buffer) => decodeEntry(value)?.path.startsWith(pathPrefix) === true
+    const filter = pathPrefix === undefined
+      ? undefined
+      : (value: Buffer) => (decodeEntry(value) ?? decodeVariantIndex(value))?.path.startsWith(pathPrefix) === true
     return await this.#store.purge(routePrefix(this.#keyPrefix, this.route.id), filter)
   }
 

@@ -75,7 +75,8 @@ export interface RunningGateway {
 
 /**
  * Starts `breakwater <command> --config <file> [...args]` (command: start unless given) and resolves with the port from
- * its log line "Server listening at http://127.0.0.1:PORT". The process is killed (SIGKILL) in teardown if it still runs.
+ * its startup line (start: the first listener's url, http://127.0.0.1:PORT) or Fastify's "Server listening at
+ * http://127.0.0.1:PORT" (autoscale). The process is killed (SIGKILL) in teardown if it still runs.
  */
 export async function startCli (t: TapLike, configFile: string, options: { command?: string, args?: readonly string[], env?: Record<string, string>, readyTimeoutMs?: number } = {}): Promise<RunningGateway> {
   assertBuilt()
@@ -115,10 +116,11 @@ export async function startCli (t: TapLike, configFile: string, options: { comma
 
   const readyTimeoutMs = options.readyTimeoutMs ?? 10_000
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`no "Server listening" line within ${readyTimeoutMs} ms; stderr: ${stderr}`)) }, readyTimeoutMs)
+    const timer = setTimeout(() => { reject(new Error(`no startup or "Server listening" line within ${readyTimeoutMs} ms; stderr: ${stderr}`)) }, readyTimeoutMs)
     const done = (fn: () => void): void => { clearTimeout(timer); onLine = () => {}; fn() }
     onLine = (line) => {
-      const match = /^Server listening at http:\/\/127\.0\.0\.1:(\d+)$/.exec(String(line.msg))
+      const listeners = line.listeners as Array<{ url: string }> | undefined
+      const match = /^(?:Server listening at )?http:\/\/127\.0\.0\.1:(\d+)$/.exec(listeners?.[0]?.url ?? String(line.msg))
       if (match !== null) done(() => { resolve(Number(match[1])) })
     }
     exit.then((status) => {

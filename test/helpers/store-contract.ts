@@ -1,7 +1,11 @@
 // The CacheStore contract: the same cases run against every store (memory, Redis, Redis Cluster), as undici's cache-store-test-utils does.
 import { randomBytes } from 'node:crypto'
 import type { Test } from 'tap'
+import { encodeEntry, type CacheEntry } from '../../src/cache/entry.js'
+import { cacheKeys, routePrefix, type CacheKeys, type HeaderFields } from '../../src/cache/key.js'
+import { storability } from '../../src/cache/policy.js'
 import type { CacheStore } from '../../src/cache/store.js'
+import { decodeVariantIndex, VariantStore } from '../../src/cache/variants.js'
 
 /** One operation a store reported through its `onOperation` option. */
 export interface ReportedOperation {
@@ -41,6 +45,22 @@ function namespace (): { ns: string, tag: string } {
 }
 
 const buf = (text: string): Buffer => Buffer.from(text, 'utf8')
+
+const POLICY = { ttlMs: null, maxObjectSizeBytes: 1024, staleWhileRevalidateMs: 0, staleIfErrorMs: 0, vary: [] }
+
+/** A stored response to GET `url` with `headers` that says `vary` (none when empty), as the cache would store it. */
+function entryFor (url: string, headers: HeaderFields, vary: string, body: string): CacheEntry {
+  const request = { method: 'GET', url, headers: { host: 'api.example.com', ...headers } }
+  const response = { status: 200, headers: { 'cache-control': 'max-age=60', ...(vary === '' ? {} : { vary }) } }
+  const decision = storability(request, response, POLICY, Date.now())
+  if (!decision.storable) throw new Error(`expected a storable response, got ${decision.reason}`)
+  return { ...decision.head, body: buf(body) }
+}
+
+/** The variant cases' URL under a key prefix of the case's own. */
+function urlKeys (ns: string, url: string): CacheKeys {
+  return cacheKeys(`${ns}:`, 'r', { method: 'GET', url, headers: { host: 'api.example.com' } }, [])
+}
 
 /** Registers the contract's cases under `t`, each against a fresh store from `contract.make`. */
 export function storeContract (t: Test, contract: StoreContract): void {
@@ -209,5 +229,98 @@ export function storeContract (t: Test, contract: StoreContract): void {
       t.ok(op.seconds >= 0 && op.seconds < 5, `${op.operation} took ${op.seconds} s`)
       t.equal(op.error, undefined)
     }
+  })
+
+  t.test('variants: one URL keeps a response per Vary value, in its own hash slot, each read in one or two gets', async (t) => {
+    const { store, operations } = await make(t)
+    const { ns } = namespace()
+    const variants = new VariantStore(store, { maxVariants: 16 })
+    const keys = urlKeys(ns, '/x')
+    const en = { 'accept-language': 'en' }
+    const de = { 'accept-language': 'de' }
+    const englishEntry = entryFor('/x', en, 'Accept-Language', 'english')
+    const deutschEntry = entryFor('/x', de, 'Accept-Language', 'deutsch')
+    await variants.set(keys, en, englishEntry, 60_000)
+    await variants.set(keys, de, deutschEntry, 60_000)
+    const english = await variants.get(keys, en)
+    const deutsch = await variants.get(keys, de)
+    t.ok(english.value?.equals(encodeEntry(englishEntry)), 'en reads the English variant, byte for byte')
+    t.ok(deutsch.value?.equals(encodeEntry(deutschEntry)), 'de reads the German variant')
+    t.not(english.keys.entry, deutsch.keys.entry)
+    for (const found of [english, deutsch]) {
+      t.equal(found.keys.primary, keys.primary)
+      t.ok(found.keys.entry.startsWith(`${keys.primary}:v:`), 'under the URL\'s key, so in its hash slot')
+      t.equal(found.keys.lock, `${found.keys.entry}:lock`, 'a lock of its own')
+      t.equal(found.keys.invalidation, keys.invalidation, 'and the path\'s marker')
+    }
+    t.same(await variants.get(keys, { 'accept-language': ' EN ' }), english, 'a value normalised as RFC 9111 section 4.1 allows')
+    const none = await variants.get(keys, {})
+    t.equal(none.value, null, 'no Accept-Language: a variant not stored')
+    t.same(decodeVariantIndex((await store.get([keys.primary]))[0] as Buffer)?.names, ['accept-language'], 'the URL\'s key holds the index')
+    const peeked = variants.peek(keys, de)
+    if (store.peek === undefined) t.equal(peeked, undefined, 'a store across the network cannot peek')
+    else t.same(peeked, deutsch, 'peek finds what get finds')
+    const plain = urlKeys(ns, '/plain')
+    await variants.set(plain, en, entryFor('/plain', en, '', 'plain'), 60_000)
+    operations.length = 0
+    const found = await variants.get(plain, de)
+    t.same([found.keys, found.value?.subarray(-5).toString()], [plain, 'plain'], 'without Vary, one entry under the URL\'s key answers all')
+    t.equal(operations.filter(({ operation }) => operation === 'get').length, 1, 'in one get, the marker with it')
+    operations.length = 0
+    await variants.get(keys, de)
+    t.equal(operations.filter(({ operation }) => operation === 'get').length, 2, 'a variant: the index, then the variant')
+  })
+
+  t.test('variants: past maxVariants the oldest goes; storing one again makes it the newest', async (t) => {
+    const { store } = await make(t)
+    const { ns } = namespace()
+    const variants = new VariantStore(store, { maxVariants: 2 })
+    const keys = urlKeys(ns, '/x')
+    const lang = (language: string): HeaderFields => ({ 'accept-language': language })
+    const put = async (language: string): Promise<void> => {
+      await variants.set(keys, lang(language), entryFor('/x', lang(language), 'accept-language', language), 60_000)
+    }
+    const held = async (): Promise<string[]> => {
+      const held: string[] = []
+      for (const language of ['en', 'de', 'fr']) if ((await variants.get(keys, lang(language))).value !== null) held.push(language)
+      return held
+    }
+    await put('en')
+    await put('de')
+    await put('en')
+    await put('fr')
+    t.same(await held(), ['en', 'fr'], 'de was the oldest once en was stored again')
+    t.same(decodeVariantIndex((await store.get([keys.primary]))[0] as Buffer)?.variants.length, 2)
+  })
+
+  t.test('variants: a Vary on other fields, or none, replaces the index and deletes its variants', async (t) => {
+    const { store } = await make(t)
+    const { ns } = namespace()
+    const variants = new VariantStore(store, { maxVariants: 16 })
+    const keys = urlKeys(ns, '/x')
+    const en = { 'accept-language': 'en', 'accept-encoding': 'gzip' }
+    await variants.set(keys, en, entryFor('/x', en, 'accept-language', 'by language'), 60_000)
+    const byLanguage = await variants.get(keys, en)
+    await variants.set(keys, en, entryFor('/x', en, 'Accept-Encoding, accept-language', 'by both'), 60_000)
+    const byBoth = await variants.get(keys, en)
+    t.not(byBoth.keys.entry, byLanguage.keys.entry)
+    t.ok(byBoth.value?.subarray(-7).equals(buf('by both')))
+    t.same(await store.get([byLanguage.keys.entry]), [null], 'the variant keyed on the old names went')
+    await variants.set(byBoth.keys, en, entryFor('/x', en, '', 'one for all'), 60_000)
+    t.same(await store.get([byBoth.keys.entry]), [null], 'a response without Vary, to a request that found an index, deletes the variants')
+    t.ok((await variants.get(keys, {})).value?.subarray(-11).equals(buf('one for all')))
+  })
+
+  t.test('variants: a purge of the route prefix deletes the index and every variant', async (t) => {
+    const { store } = await make(t)
+    const { ns } = namespace()
+    const variants = new VariantStore(store, { maxVariants: 16 })
+    const keys = urlKeys(ns, '/x')
+    for (const language of ['en', 'de', 'fr']) {
+      const headers = { 'accept-language': language }
+      await variants.set(keys, headers, entryFor('/x', headers, 'accept-language', language), 60_000)
+    }
+    t.equal(await store.purge(routePrefix(`${ns}:`, 'r')), 4, 'the index and three variants')
+    for (const language of ['en', 'de', 'fr']) t.equal((await variants.get(keys, { 'accept-language': language })).value, null, language)
   })
 }

@@ -24,6 +24,7 @@ interface TestGateway {
 }
 
 const TOKEN = 's3cret-token'
+const AUTHORIZED = { authorization: `Bearer ${TOKEN}` }
 const PACKAGE = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 
 /** A gateway from YAML; its real BreakerRegistry (app.breakers) feeds the gateway's metrics. */
@@ -132,7 +133,8 @@ t.test('/actuator/prometheus answers OpenMetrics when the scraper asks for it', 
 
 t.test('/actuator/health: Spring\'s document; an open breaker does not take the gateway down', async (t) => {
   const origin = await startUpstream(t)
-  const gw = await startGateway(t, routes(origin.url))
+  // Details are shown to an authorized request (management.health.showDetails: when-authorized, the default).
+  const gw = await startGateway(t, `management: {token: ${TOKEN}}\n${routes(origin.url)}`)
   const closedDetails = {
     state: 'CLOSED',
     failureRate: '-1.0%',
@@ -145,7 +147,7 @@ t.test('/actuator/health: Spring\'s document; an open breaker does not take the 
     slowFailedCalls: 0,
     notPermittedCalls: 0
   }
-  const healthy = await getJson(`${gw.url}/actuator/health`)
+  const healthy = await getJson(`${gw.url}/actuator/health`, AUTHORIZED)
   t.equal(healthy.status, 200)
   t.match(healthy.type, /^application\/json/)
   t.same(healthy.body, {
@@ -167,7 +169,7 @@ t.test('/actuator/health: Spring\'s document; an open breaker does not take the 
   t.same(Object.keys(healthy.body.components.circuitBreakers.details), ['catalog', 'orders'], 'sorted by name')
 
   fail(gw.breakers.get('orders') as CircuitBreaker, 2)
-  const open = await getJson(`${gw.url}/actuator/health`)
+  const open = await getJson(`${gw.url}/actuator/health`, AUTHORIZED)
   t.equal(open.status, 200)
   t.equal(open.body.status, 'UP')
   t.equal(open.body.components.circuitBreakers.status, 'CIRCUIT_OPEN')
@@ -177,13 +179,13 @@ t.test('/actuator/health: Spring\'s document; an open breaker does not take the 
   })
 
   gw.breakers.get('catalog')?.transition('DISABLE')
-  const component = await getJson(`${gw.url}/actuator/health/circuitBreakers`)
+  const component = await getJson(`${gw.url}/actuator/health/circuitBreakers`, AUTHORIZED)
   t.equal(component.status, 200)
   t.equal(component.body.details.catalog.status, 'UNKNOWN', 'DISABLED, FORCED_OPEN and METRICS_ONLY are UNKNOWN')
-  t.same((await getJson(`${gw.url}/actuator/health/ping`)).body, { status: 'UP' })
+  t.same((await getJson(`${gw.url}/actuator/health/ping`, AUTHORIZED)).body, { status: 'UP' })
   t.same(await getJson(`${gw.url}/actuator/health/liveness`), { status: 200, type: 'application/json; charset=utf-8', body: { status: 'UP' } })
   t.same(await getJson(`${gw.url}/actuator/health/readiness`), { status: 200, type: 'application/json; charset=utf-8', body: { status: 'UP' } })
-  const unknown = await getJson(`${gw.url}/actuator/health/db`)
+  const unknown = await getJson(`${gw.url}/actuator/health/db`, AUTHORIZED)
   t.equal(unknown.status, 404)
   t.match(unknown.type, /^application\/problem\+json/)
   t.equal(unknown.body.code, 'BW_ERR_ACTUATOR_NOT_FOUND')
@@ -195,7 +197,7 @@ t.test('readiness turns DOWN with 503 as soon as a graceful shutdown begins; liv
     release = () => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('late') }
   })
   const gw = await startGateway(t, `
-management: {port: 0, host: 127.0.0.1}
+management: {port: 0, host: 127.0.0.1, token: ${TOKEN}}
 ${routes(origin.url)}`)
   // A request in flight keeps the main port draining while the management listener still answers.
   // reset: the connection closes after it, so the drain does not wait out the keep-alive timeout.
@@ -207,10 +209,12 @@ ${routes(origin.url)}`)
   for (let i = 0; readiness.status === 200 && i < 500; i++) readiness = await getJson(`${gw.actuatorUrl}/actuator/health/readiness`)
   t.same(readiness.body, { status: 'DOWN' })
   t.equal(readiness.status, 503)
-  const health = await getJson(`${gw.actuatorUrl}/actuator/health`)
+  const health = await getJson(`${gw.actuatorUrl}/actuator/health`, AUTHORIZED)
   t.equal(health.status, 503)
   t.equal(health.body.status, 'DOWN')
   t.equal(health.body.components.readinessState.status, 'DOWN')
+  t.same(await getJson(`${gw.actuatorUrl}/actuator/health`), { status: 503, type: 'application/json; charset=utf-8', body: { status: 'DOWN' } },
+    'without the token: the status alone, with the same 503')
   t.same(await getJson(`${gw.actuatorUrl}/actuator/health/liveness`), { status: 200, type: 'application/json; charset=utf-8', body: { status: 'UP' } })
 
   ;(release as () => void)()
@@ -361,8 +365,8 @@ t.test('/actuator/circuitbreakerevents: every breaker\'s events, or one breaker\
 
 t.test('/actuator/info and the /actuator discovery page', async (t) => {
   const origin = await startUpstream(t)
-  const gw = await startGateway(t, routes(origin.url))
-  const info = await getJson(`${gw.url}/actuator/info`)
+  const gw = await startGateway(t, `management: {token: ${TOKEN}}\n${routes(origin.url)}`)
+  const info = await getJson(`${gw.url}/actuator/info`, AUTHORIZED)
   t.same(info.body, {
     build: { name: 'breakwater', version: PACKAGE.version },
     node: { version: process.versions.node },
@@ -375,6 +379,80 @@ t.test('/actuator/info and the /actuator discovery page', async (t) => {
   t.same(Object.keys(links.body._links).sort(), [
     'bulk', 'bulk-route-redrive', 'circuitbreakerevents', 'circuitbreakerevents-name', 'circuitbreakers', 'circuitbreakers-name', 'health', 'health-path', 'info', 'prometheus', 'self'
   ])
+})
+
+t.test('management.health.showDetails when-authorized (the default): details for the management token only', async (t) => {
+  const origin = await startUpstream(t)
+  const gw = await startGateway(t, `management: {token: ${TOKEN}}\n${routes(origin.url)}`)
+  const asked: Array<Record<string, string>> = [{}, { authorization: 'Bearer wrong' }, { authorization: TOKEN }]
+  for (const headers of asked) {
+    const label = JSON.stringify(headers)
+    t.same(await getJson(`${gw.url}/actuator/health`, headers), { status: 200, type: 'application/json; charset=utf-8', body: { status: 'UP' } }, `${label}: status alone`)
+    for (const component of ['circuitBreakers', 'ping', 'livenessState', 'nothing']) {
+      const hidden = await getJson(`${gw.url}/actuator/health/${component}`, headers)
+      t.equal(hidden.status, 404, `${label} ${component}: hidden, whether it exists or not`)
+      t.match(hidden.body, { code: 'BW_ERR_ACTUATOR_NOT_FOUND', detail: /management\.health\.showDetails: when-authorized/ })
+    }
+    t.same((await getJson(`${gw.url}/actuator/health/liveness`, headers)).body, { status: 'UP' }, `${label}: liveness answers`)
+    t.same((await getJson(`${gw.url}/actuator/health/readiness`, headers)).body, { status: 'UP' }, `${label}: readiness answers`)
+    t.same((await getJson(`${gw.url}/actuator/info`, headers)).body, {
+      build: { name: 'breakwater', version: PACKAGE.version },
+      node: { version: process.versions.node }
+    }, `${label}: no routes in the info`)
+  }
+  const authorized = await getJson(`${gw.url}/actuator/health`, AUTHORIZED)
+  t.same(Object.keys(authorized.body.components), ['circuitBreakers', 'livenessState', 'ping', 'readinessState'])
+  t.equal((await getJson(`${gw.url}/actuator/health/ping`, AUTHORIZED)).status, 200)
+  t.equal((await getJson(`${gw.url}/actuator/info`, AUTHORIZED)).body.routes.length, 2)
+
+  // No token configured: nobody is authorized.
+  const tokenless = await startGateway(t, routes(origin.url))
+  t.same((await getJson(`${tokenless.url}/actuator/health`, { authorization: 'Bearer anything' })).body, { status: 'UP' })
+})
+
+t.test('management.health.showDetails never hides details from the token too; always shows them to anyone', async (t) => {
+  const origin = await startUpstream(t)
+  const never = await startGateway(t, `management: {token: ${TOKEN}, health: {showDetails: never}}\n${routes(origin.url)}`)
+  t.same((await getJson(`${never.url}/actuator/health`, AUTHORIZED)).body, { status: 'UP' })
+  const hidden = await getJson(`${never.url}/actuator/health/circuitBreakers`, AUTHORIZED)
+  t.equal(hidden.status, 404)
+  t.match(hidden.body.detail, /showDetails: never/)
+  t.equal((await getJson(`${never.url}/actuator/info`, AUTHORIZED)).body.routes, undefined)
+  t.same((await getJson(`${never.url}/actuator/health/readiness`)).body, { status: 'UP' })
+
+  const always = await startGateway(t, `management: {health: {showDetails: always}}\n${routes(origin.url)}`)
+  const health = await getJson(`${always.url}/actuator/health`)
+  t.equal(health.body.components.circuitBreakers.status, 'UP')
+  t.same((await getJson(`${always.url}/actuator/health/ping`)).body, { status: 'UP' })
+  t.same((await getJson(`${always.url}/actuator/info`)).body.routes, [{ id: 'orders', prefix: '/api/orders' }, { id: 'catalog', prefix: '/api/catalog' }])
+})
+
+t.test('Accept: Spring\'s v3 media type is answered with that type; plain JSON stays the default', async (t) => {
+  const origin = await startUpstream(t)
+  const gw = await startGateway(t, `management: {token: ${TOKEN}}\n${routes(origin.url)}`)
+  const V3 = 'application/vnd.spring-boot.actuator.v3+json'
+  for (const path of ['/actuator', '/actuator/health', '/actuator/health/liveness', '/actuator/info', '/actuator/circuitbreakers', '/actuator/circuitbreakerevents', '/actuator/bulk']) {
+    const v3 = await getJson(`${gw.url}${path}`, { accept: V3 })
+    t.equal(v3.status, 200, path)
+    t.equal(v3.type, V3, `${path}: the v3 type, as Spring answers it`)
+    const plain = await getJson(`${gw.url}${path}`)
+    t.equal(plain.type, 'application/json; charset=utf-8', `${path}: no Accept, plain JSON as before`)
+    t.same(v3.body, plain.body, `${path}: the same document`)
+  }
+  const health = `${gw.url}/actuator/health`
+  t.equal((await getJson(health, { accept: '*/*' })).type, 'application/json; charset=utf-8')
+  t.equal((await getJson(health, { accept: 'application/json' })).type, 'application/json; charset=utf-8')
+  t.equal((await getJson(health, { accept: `application/json, ${V3};q=0.5` })).type, 'application/json; charset=utf-8')
+  t.equal((await getJson(health, { accept: `${V3}, application/json;q=0.9`, ...AUTHORIZED })).type, V3)
+  const posted = await post(`${gw.url}/actuator/circuitbreakers/orders`, '{"updateState":"CLOSE"}', { accept: V3, ...AUTHORIZED })
+  t.equal(posted.headers['content-type'], V3, 'a state change answers in v3 too')
+
+  const problem = await getJson(`${gw.url}/actuator/circuitbreakerevents/nope`, { accept: V3 })
+  t.equal(problem.status, 404)
+  t.match(problem.type, /^application\/problem\+json/, 'a problem stays problem+json')
+  const scrape = await request(`${gw.url}/actuator/prometheus`, { headers: { accept: V3 } })
+  t.match(scrape.headers['content-type'], /^text\/plain/, 'the scrape keeps its text format')
+  await scrape.body.dump()
 })
 
 t.test('management.port moves all of /actuator to its own listener', async (t) => {

@@ -211,7 +211,9 @@ t.test('SIGTERM, async with Redis: exit within shutdownTimeout with a batch held
   const redis = await startRedis(t)
   const { origin, held, heal, delivered } = await healingOrigin(t)
   const shutdownTimeoutMs = 1_000
-  const file = await asyncConfig(t, origin, redis, `${shutdownTimeoutMs}ms`, 'batchSize: 5, maxWait: 5ms, concurrency: 1')
+  // maxWait far off: the batch goes at its fifth item, so all five are in flight however slow the machine (at 5 ms a
+  // loaded machine split them, and the second batch waited behind the held one).
+  const file = await asyncConfig(t, origin, redis, `${shutdownTimeoutMs}ms`, 'batchSize: 5, maxWait: 10s, concurrency: 1')
   const env = { BREAKWATER_INSTANCE_ID: 'gw-term' }
   const gw = await startCli(t, file, { env })
   await groupCreated(redis)

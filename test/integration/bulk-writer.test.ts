@@ -26,7 +26,7 @@ ${routeYaml}
 `, 'test.yaml', {})
   const route = config.routes[0] as RouteConfig
   const breaker = new BreakerRegistry(config.routes).get('events') as CircuitBreaker
-  const forwarder = new RouteForwarder(route, { trustProxy: false, guard: breaker })
+  const forwarder = new RouteForwarder(route, { trustProxy: false, sendTimeoutMs: 60_000, guard: breaker })
   t.teardown(() => forwarder.close())
   const writer = new BulkWriter({
     path: '/api/events/_bulk?refresh=false',

@@ -3,57 +3,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
-import { request } from 'undici'
 import { parseConfig } from '../../src/config/index.js'
 import { buildServer } from '../../src/server/index.js'
-import { parsePrometheus, valueOf } from '../helpers/prometheus.js'
-import { startRedis, startRedisCluster } from '../helpers/redis.js'
+import { CACHE_TEST_TOKEN as TOKEN, cacheRoute as route, call, fakeClock, startCacheGateway as startGateway, STORES, type Answer } from '../helpers/cache-gateway.js'
+import { startRedis } from '../helpers/redis.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { waitUntil } from '../helpers/wait.js'
-
-const TOKEN = 'cache-test-token'
-
-interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: Buffer }
-
-const call = async (url: string, init: Parameters<typeof request>[1] = {}): Promise<Answer> => {
-  const res = await request(url, init)
-  return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
-}
-
-/** A clock the test moves: entries go stale without waiting. */
-function fakeClock (): { now: () => number, advance: (ms: number) => void } {
-  let offset = 0
-  return { now: () => Date.now() + offset, advance: (ms) => { offset += ms } }
-}
-
-interface Gateway {
-  readonly url: string
-  get: (path: string, headers?: Record<string, string>) => Promise<Answer>
-  metric: (name: string, labels?: Record<string, string>) => Promise<number>
-}
-
-type Store = (t: Test) => Promise<string>
-
-let prefixes = 0
-
-/**
- * A gateway on `store` (the `redis:` block, or none) with `routes`, its breakers and caches on `now`. Commands get a
- * second, not 100 ms: these tests are about what the cache answers, on a machine busy running them.
- */
-async function startGateway (t: Test, store: string, routes: string, now: () => number, commandTimeout = '1s'): Promise<Gateway> {
-  // Each gateway writes under its own prefix: the Redis fixtures are shared by the tests of one store.
-  const redis = store === '' ? '' : `${store}  keyPrefix: "t${++prefixes}:"\n  commandTimeout: ${commandTimeout}\n`
-  const config = parseConfig(`management:\n  token: ${TOKEN}\n${redis}routes:\n${routes}`, 'cache.yaml', {})
-  const app = await buildServer({ ...config, server: { ...config.server, logLevel: 'silent' } }, { now })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-  return {
-    url,
-    get: async (path, headers = {}) => await call(url + path, { headers }),
-    metric: async (name, labels) => valueOf(parsePrometheus((await call(`${url}/actuator/prometheus`)).body.toString()), name, labels)
-  }
-}
 
 /** An origin answering each path with the headers a test scripts; the body names the path and a counter. */
 async function scriptedOrigin (t: Test, headersFor: (req: IncomingMessage) => Record<string, string>): Promise<Upstream> {
@@ -63,15 +18,6 @@ async function scriptedOrigin (t: Test, headersFor: (req: IncomingMessage) => Re
     res.end(`${req.url ?? ''} #${++served}`)
   })
 }
-
-const route = (upstream: string, cache = '{}', extra = ''): string =>
-  `  - id: c\n    prefix: /\n    upstream: ${upstream}\n    cache: ${cache}\n${extra}`
-
-const STORES: ReadonlyArray<readonly [string, Store]> = [
-  ['memory', async () => ''],
-  ['redis', async (t) => `redis:\n  url: ${(await startRedis(t)).url}\n`],
-  ['cluster', async (t) => `redis:\n  cluster: [${(await startRedisCluster(t)).nodes.join(', ')}]\n`]
-]
 
 for (const [name, startStore] of STORES) {
   t.test(`on the ${name} store`, async (t) => {
@@ -285,7 +231,8 @@ t.test('Redis killed mid-traffic: no request fails, the cache is bypassed; once 
   await redis.kill()
   const during = await Promise.all(Array.from({ length: 20 }, async () => await gw.get('/doc')))
   t.ok(during.every((a) => a.status === 200 && a.headers['x-cache'] === 'BYPASS'), 'every request answered, bypassing the cache')
-  const health = JSON.parse((await gw.get('/actuator/health')).body.toString())
+  const authorized = { authorization: `Bearer ${TOKEN}` }
+  const health = JSON.parse((await gw.get('/actuator/health', authorized)).body.toString())
   t.match(health, { status: 'UP', components: { redis: { status: 'DOWN' } } }, 'Redis DOWN, the gateway UP')
   t.equal((await gw.get('/actuator/health/readiness')).status, 200)
   t.ok(await gw.metric('cache_errors_total', { operation: 'get' }) >= 1)
@@ -293,7 +240,7 @@ t.test('Redis killed mid-traffic: no request fails, the cache is bypassed; once 
 
   await redis.restart()
   await waitUntil(async () => (await gw.get('/doc')).headers['x-cache'] === 'HIT', 'HITs after Redis is back', 10_000, 50)
-  t.match(JSON.parse((await gw.get('/actuator/health')).body.toString()), { components: { redis: { status: 'UP' } } })
+  t.match(JSON.parse((await gw.get('/actuator/health', authorized)).body.toString()), { components: { redis: { status: 'UP' } } })
 })
 
 t.test('a slow Redis never slows the gateway past commandTimeout', async (t) => {

@@ -59,6 +59,7 @@ interface Workload { replicas: number, selector: { matchLabels: Record<string, s
 interface StatefulSet extends Workload { serviceName: string }
 interface Service { clusterIP?: string, selector: Record<string, string>, ports: Array<{ name?: string, port: number, targetPort?: string | number }> }
 interface Job { template: PodTemplate }
+interface PodDisruptionBudget { minAvailable?: number | string, maxUnavailable?: number | string, selector: { matchLabels: Record<string, string> } }
 
 interface Run { code: number | null, stdout: string, stderr: string, error: ExecFileException | null }
 
@@ -254,12 +255,15 @@ t.test('the Dockerfile builds in two stages and runs the gateway unprivileged, h
   t.equal(shipped.server.port, 8080, 'the shipped config listens on the port exposed')
 })
 
-/** Every object in deploy/k8s/*.yaml; fails the test on a document that does not parse or lacks its identity. */
-async function k8sObjects (t: Test): Promise<K8sObject[]> {
-  const files = (await readdir(K8S_DIR)).filter((name) => name.endsWith('.yaml')).sort()
+/**
+ * Every object in deploy/k8s/*.yaml (the production manifests), or in `dir` below it (deploy/k8s/demo/); fails the
+ * test on a document that does not parse or lacks its identity.
+ */
+async function k8sObjects (t: Test, dir = K8S_DIR): Promise<K8sObject[]> {
+  const files = (await readdir(dir)).filter((name) => name.endsWith('.yaml')).sort()
   const objects: K8sObject[] = []
   for (const name of files) {
-    for (const document of parseAllDocuments(await readFile(join(K8S_DIR, name), 'utf8'))) {
+    for (const document of parseAllDocuments(await readFile(join(dir, name), 'utf8'))) {
       t.same(document.errors.map(String), [], `${name} parses`)
       const object = document.toJS() as K8sObject
       t.ok(object.apiVersion !== undefined && object.kind !== undefined && object.metadata?.name !== undefined, `${name}: apiVersion, kind and name`)
@@ -312,12 +316,14 @@ const k8sGateway = (objects: readonly K8sObject[]): Started => k8sDeployment(obj
 t.test('deploy/k8s: the gateway Deployment, its Service and its ConfigMap agree', async (t) => {
   const objects = await k8sObjects(t)
   t.same(objects.map(({ kind, metadata }) => `${kind}/${metadata.name}`).sort(), [
-    'ConfigMap/breakwater-config', 'Deployment/breakwater', 'Deployment/breakwater-autoscaler', 'Job/redis-cluster-create', 'Service/breakwater', 'Service/redis-cluster',
+    'ConfigMap/breakwater-config', 'Deployment/breakwater', 'Deployment/breakwater-autoscaler', 'Job/redis-cluster-create',
+    'PodDisruptionBudget/breakwater', 'PodDisruptionBudget/redis-cluster', 'Service/breakwater', 'Service/redis-cluster',
     'StatefulSet/redis-cluster'
   ])
   const { deployment, container, config } = k8sGateway(objects)
   const pod = deployment.spec.template
   t.ok(selects(deployment.spec.selector.matchLabels, pod.metadata.labels), 'the Deployment selects its own pods')
+  t.notOk(container.args?.includes('--demo'), 'production pods start no demo upstreams')
 
   const service = find<Service>(objects, 'Service', 'breakwater')
   t.ok(selects(service.spec.selector, pod.metadata.labels), 'the Service selects the Deployment\'s pods')
@@ -336,6 +342,73 @@ t.test('deploy/k8s: the gateway Deployment, its Service and its ConfigMap agree'
   t.equal(flag(container.args ?? [], '--config'), '/etc/breakwater/gateway.yaml', 'the gateway reads the mounted config')
   t.equal(config.server.port, gatewayPort, 'the gateway listens on the container port')
   t.equal(config.management.port, null, 'the actuator (probes, scrapes) is on that port too')
+})
+
+t.test('deploy/k8s/demo: the demo upstreams run in pods of their own, behind the Service the example routes name', async (t) => {
+  const objects = await k8sObjects(t)
+  const demo = await k8sObjects(t, join(K8S_DIR, 'demo'))
+  t.same(demo.map(({ kind, metadata }) => `${kind}/${metadata.name}`).sort(), ['Deployment/breakwater-demo', 'Service/breakwater-demo'])
+  const gateway = k8sGateway(objects)
+  const deployment = find<Workload>(demo, 'Deployment', 'breakwater-demo')
+  const pod = deployment.spec.template
+  const container = pod.spec.containers[0] as Container
+  t.ok(selects(deployment.spec.selector.matchLabels, pod.metadata.labels), 'the Deployment selects its own pods')
+  t.equal(container.image, gateway.container.image, 'from the gateway\'s image')
+  t.match([...(container.command ?? []), ...(container.args ?? [])].join(' '), /startDemoUpstreams\('0\.0\.0\.0'\)/, 'it runs the demo upstreams, beyond its loopback')
+  t.same(container.securityContext, gateway.container.securityContext, 'the container is as locked down as the gateway\'s')
+  for (const service of objects.filter(({ kind }) => kind === 'Service') as Array<K8sObject & { spec: Service }>) {
+    t.notOk(selects(service.spec.selector, pod.metadata.labels), `Service ${service.metadata.name} does not select the demo's pods`)
+  }
+
+  // Each example route reaches a demo upstream through the demo Service, on the port the demo listens on.
+  const service = find<Service>(demo, 'Service', 'breakwater-demo')
+  t.ok(selects(service.spec.selector, pod.metadata.labels), 'the demo Service selects the demo\'s pods')
+  for (const route of gateway.config.routes) {
+    for (const upstream of route.upstreams) {
+      const { hostname, port } = new URL(upstream)
+      t.equal(hostname, service.metadata.name, `${route.id}: ${upstream} names the demo Service`)
+      const servicePort = service.spec.ports.find((candidate) => candidate.port === Number(port))
+      const target = containerPort(container, servicePort?.targetPort)
+      t.ok(target !== undefined && [DEMO_CATALOG_PORT, DEMO_ECHO_PORT].includes(target), `${route.id}: port ${port} leads to a demo upstream's port`)
+    }
+  }
+})
+
+/** A Kubernetes memory quantity (`512Mi`) or a Redis memory size (`384mb`: Redis counts mb in MiB) in bytes. */
+function bytes (size: string): number {
+  const match = /^(\d+)(Ki|Mi|Gi|kb|mb|gb)?$/i.exec(size)
+  if (match === null) throw new Error(`not a memory size: ${size}`)
+  const units: Record<string, number> = { ki: 2 ** 10, mi: 2 ** 20, gi: 2 ** 30, kb: 2 ** 10, mb: 2 ** 20, gb: 2 ** 30 }
+  return Number(match[1]) * (units[(match[2] ?? '').toLowerCase()] ?? 1)
+}
+
+t.test('deploy/k8s: Redis evicts cache entries below its container limit, and never a queued bulk write', async (t) => {
+  const objects = await k8sObjects(t)
+  const redis = find<StatefulSet>(objects, 'StatefulSet', 'redis-cluster').spec.template.spec.containers[0] as Container
+  const argv = redis.args ?? []
+  const maxmemory = bytes(flag(argv, '--maxmemory') ?? '0')
+  const limit = bytes(redis.resources?.limits?.memory ?? '0')
+  t.ok(maxmemory > 0, 'maxmemory is set: without it Redis grows until the kernel kills it at the limit')
+  t.ok(maxmemory <= limit * 0.8, `maxmemory (${maxmemory} B) leaves a fifth of the limit (${limit} B) to the AOF rewrite's fork and client buffers`)
+  // The async bulk queues live in the same Cluster as the cache: their streams carry no TTL, the cache's keys all do.
+  const { config } = k8sGateway(objects)
+  t.ok(config.routes.some((route) => route.bulk?.mode === 'async'), 'an async bulk route queues in this Cluster')
+  t.equal(flag(argv, '--maxmemory-policy'), 'volatile-lru', 'only keys with a TTL (the cache\'s) are evicted')
+})
+
+t.test('deploy/k8s: PodDisruptionBudgets let a drain take one gateway pod and one Redis pod at a time', async (t) => {
+  const objects = await k8sObjects(t)
+  const budgets: Array<[string, K8sObject & { spec: Workload }]> = [
+    ['breakwater', find<Workload>(objects, 'Deployment', 'breakwater')],
+    ['redis-cluster', find<Workload>(objects, 'StatefulSet', 'redis-cluster')]
+  ]
+  for (const [name, workload] of budgets) {
+    const budget = find<PodDisruptionBudget>(objects, 'PodDisruptionBudget', name)
+    t.equal(budget.apiVersion, 'policy/v1')
+    t.ok(selects(budget.spec.selector.matchLabels, workload.spec.template.metadata.labels), `${name}: the budget selects the ${workload.kind}'s pods`)
+    t.equal(budget.spec.maxUnavailable, 1, `${name}: one pod at a time`)
+    t.ok(workload.spec.replicas > 1, `${name}: ${workload.spec.replicas} pods, so one is left serving`)
+  }
 })
 
 t.test('deploy/k8s: the Redis Cluster StatefulSet, its headless Service, the create Job and the gateway config agree', async (t) => {

@@ -134,6 +134,88 @@ t.test('an HTTP/1.0 request without Host is accepted', async (t) => {
   t.equal(origin.received[0]?.headers.host, `127.0.0.1:${origin.port}`, 'Host names the upstream')
 })
 
+t.test('a Host that is not host[:port] is refused and never forwarded (RFC 9112 section 3.2, RFC 9110 section 7.2)', async (t) => {
+  const { gw, arrivals } = await setup(t)
+  const hosts = {
+    'a list of two hosts': 'a.example, b.example',
+    'two hosts without a space': 'a.example,b.example',
+    'a host with a path': 'a.example/x',
+    'a host with userinfo': 'user@a.example',
+    'a host with a query': 'a.example?x',
+    'a space inside': 'a .example',
+    'two ports': 'a.example:80:81',
+    'a port that is not a number': 'a.example:http',
+    'an unclosed IPv6 literal': '[::1',
+    'a bracketed literal with a letter no IPv6 address has': '[::g]',
+    'an IPv6 literal with two ::': '[1::2::3]',
+    'an IPv6 literal without brackets': '::1'
+  }
+  for (const [label, host] of Object.entries(hosts)) {
+    const res = await rawRequest(gw.port, `GET /x HTTP/1.1\r\nHost: ${host}\r\nX-Request-Id: bad-host\r\n\r\n`)
+    const problem = assertProblem(t, res, 400, 'BW_ERR_REQUEST_MALFORMED', label)
+    t.equal(problem.requestId, 'bad-host', `${label}: requestId`)
+  }
+  t.equal(arrivals(), 0, 'nothing reached the origin')
+})
+
+t.test('every form of uri-host [":" port] is accepted (RFC 3986 section 3.2.2)', async (t) => {
+  const { gw, origin } = await setup(t)
+  const hosts = ['gw', 'API.Example.com:8080', '127.0.0.1:80', '[::1]:8080', '[2001:db8::7]', '[v1.fe80::a+en1]', 'xn--bcher-kva.example', 'a%2Db.example', 'a.example:', '']
+  for (const host of hosts) {
+    const res = await rawRequest(gw.port, `GET /ok HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+    t.equal(res.status, 200, JSON.stringify(host))
+  }
+  t.equal(origin.received.length, hosts.length, 'each one forwarded')
+})
+
+t.test('an Upgrade request with a Host list is refused before any route or upstream sees it', async (t) => {
+  const origin = await startUpstream(t)
+  let connections = 0
+  origin.server.on('connection', () => { connections++ })
+  const gw = await startGateway(t, `
+routes:
+  - id: live
+    prefix: /
+    websocket: true
+    upstream: ${origin.url}
+`)
+  const res = await rawRequest(gw.port, 'GET /socket HTTP/1.1\r\nHost: a.example, b.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Request-Id: bad-upgrade\r\n\r\n')
+  const problem = assertProblem(t, res, 400, 'BW_ERR_REQUEST_MALFORMED', 'Upgrade with two hosts')
+  t.equal(problem.requestId, 'bad-upgrade')
+  t.equal(connections, 0, 'the gateway never connected to the origin')
+})
+
+t.test('X-Original-URL and X-Rewrite-URL never reach the origin, so a cached answer cannot be steered by them', async (t) => {
+  // An origin that routes by them, as IIS, Symfony and Zend do.
+  const origin = await startUpstream(t, (req, res) => {
+    const routed = req.headers['x-original-url'] ?? req.headers['x-rewrite-url'] ?? req.url
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+    res.end(`page ${String(routed)}`)
+  })
+  const gw = await startGateway(t, `
+routes:
+  - id: site
+    prefix: /
+    upstream: ${origin.url}
+    cache: {}
+`)
+  for (const name of ['X-Original-URL', 'X-Rewrite-URL']) {
+    const path = `/home-${name.toLowerCase()}`
+    const steered = await rawRequest(gw.port, `GET ${path} HTTP/1.1\r\nHost: gw\r\n${name}: /admin\r\nConnection: close\r\n\r\n`)
+    t.equal(steered.status, 200)
+    t.equal(decodedBody(steered), `page ${path}`, `${name}: the origin routed by the target`)
+    const later = await rawRequest(gw.port, `GET ${path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+    t.equal(later.headers['x-cache'], 'HIT')
+    t.equal(decodedBody(later), `page ${path}`, `${name}: the next client gets the page of the URL it asked for`)
+  }
+  t.equal(origin.received.length, 2)
+  for (const seen of origin.received) {
+    t.equal(seen.headers['x-original-url'], undefined)
+    t.equal(seen.headers['x-rewrite-url'], undefined)
+  }
+})
+
 t.test('a target with a malformed percent-encoding is refused as a problem', async (t) => {
   const { gw, arrivals } = await setup(t)
   for (const path of ['/x%zz', '/%', '/a%2']) {

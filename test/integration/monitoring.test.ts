@@ -163,6 +163,27 @@ routes:
   }, 'every alert rule evaluated without error', 10_000, 200)
 })
 
+t.test('on an idle gateway the latency panels are empty: Prometheus\' own scrapes are not a route\'s latency', async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => { res.end('ok') })
+  const gw = await startGateway(t, `
+routes:
+  - {id: catalog, prefix: /api/catalog, upstream: '${upstream.url}'}
+`)
+  const prometheus = await startPrometheus(t, {
+    scrapeConfigs: [{ job_name: JOB, metrics_path: '/actuator/prometheus', static_configs: [{ targets: [`127.0.0.1:${gw.port}`] }] }]
+  })
+  const values = { job: JOB, instance: `127.0.0.1:${gw.port}`, route: '.*', __rate_interval: '1m' }
+  // The scrapes are timed (uri /actuator/prometheus): once their rate shows, a panel that counted them would too.
+  const scrapes = expandVariables('rate(http_server_requests_seconds_count{job=~"$job",instance=~"$instance",uri="/actuator/prometheus"}[$__rate_interval])', values)
+  await waitUntil(async () => (await prometheus.query(scrapes)).result.length > 0, 'two scrapes of the gateway', 30_000, 200)
+  const transactions = buildDashboards().find((built) => built.uid === 'breakwater-transactions') as Dashboard
+  const latency = panelQueries(transactions).filter((query) => query.panel.startsWith('Latency'))
+  t.equal(latency.length, 5, 'p99, p50 / p95 / p99, p99 by route')
+  for (const query of latency) {
+    t.same((await prometheus.query(expandVariables(query.expr, values))).result, [], `${query.panel} / ${query.refId} is empty`)
+  }
+})
+
 t.test('every Redis Cluster dashboard query returns data from a real Prometheus scraping a leader and a standby autoscaler', async (t) => {
   // `breakwater autoscale` is not shipped yet: each target is the autoscaler's own registry (AutoscalerMetrics, what its
   // /actuator/prometheus will serve) on a real HTTP server, fed as its control loop feeds it.

@@ -107,14 +107,16 @@ t.test('each alert has a severity, a summary and a description, and unit tests w
     'BreakwaterHighServerErrorRatio',
     'BreakwaterCacheHitRatioCollapsing',
     'BreakwaterBulkDeadLetters',
-    'BreakwaterBulkPendingGrowing'
+    'BreakwaterBulkPendingGrowing',
+    'BreakwaterTargetDown',
+    'BreakwaterRouteLatencyHigh'
   ])
   const tests = (await readYaml<{ tests: Array<{ alert_rule_test?: AlertTest[] }> }>('alerts.test.yml')).tests
     .flatMap((test) => test.alert_rule_test ?? [])
   for (const rule of rules) {
     t.ok(['warning', 'critical'].includes(rule.labels?.severity ?? ''), `${rule.alert} has severity warning or critical`)
     t.ok(rule.for !== undefined, `${rule.alert} waits with a for:`)
-    t.same(Object.keys(rule.annotations ?? {}).sort(), ['description', 'summary'], `${rule.alert} has a summary and a description`)
+    t.same(Object.keys(rule.annotations ?? {}).sort(), ['description', 'runbook_url', 'summary'], `${rule.alert} has a summary, a description and a runbook`)
     const own = tests.filter((test) => test.alertname === rule.alert)
     t.ok(own.some((test) => test.exp_alerts.length > 0), `${rule.alert} has a test where it fires`)
     t.ok(own.some((test) => test.exp_alerts.length === 0), `${rule.alert} has a test where it stays quiet`)
@@ -122,30 +124,60 @@ t.test('each alert has a severity, a summary and a description, and unit tests w
   t.same(tests.filter((test) => !names.includes(test.alertname)), [], 'no test names an alert that does not exist')
 })
 
+t.test('each alert\'s runbook_url is its own section of the README\'s Runbook, which says what it means, what to check and what to do', async (t) => {
+  const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8')
+  const runbook = /^## Runbook\n([\s\S]*?)(?=^## )/m.exec(readme)?.[1] ?? ''
+  t.not(runbook, '', 'the README has a ## Runbook section')
+  // GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes.
+  const sections = new Map([...runbook.matchAll(/^### (.+)\n([\s\S]*?)(?=^### |$(?![\s\S]))/gm)]
+    .map((m) => [(m[1] as string).toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-'), m[2] as string]))
+  const rules = await alertRules()
+  for (const rule of rules) {
+    const anchor = /^README\.md#(.+)$/.exec(rule.annotations?.runbook_url ?? '')?.[1] ?? ''
+    t.equal(anchor, (rule.alert as string).toLowerCase(), `${rule.alert}: runbook_url names its own section`)
+    const text = sections.get(anchor) ?? ''
+    t.ok(sections.has(anchor), `${rule.alert}: the Runbook has a section at #${anchor}`)
+    for (const part of ['**What it means**', '**What to check**', '**What to do**']) t.ok(text.includes(part), `${rule.alert}: ${part}`)
+  }
+  t.equal(sections.size, rules.length, 'a section for each alert, and no other')
+})
+
+/** Series Prometheus makes itself for each target, which no definition names. */
+const SCRAPE_SERIES = new Set(['up'])
+
 t.test('alert expressions name only metrics and labels from the definitions', async (t) => {
   const definitions = new Map(METRIC_DEFINITIONS.map((d) => [d.name, d]))
   for (const rule of await alertRules()) {
     const used = selectors(rule.expr)
     t.ok(used.length > 0, `${rule.alert} reads a metric`)
-    for (const { metric, labels } of used) {
+    for (const { metric: series, labels } of used) {
+      if (SCRAPE_SERIES.has(series)) continue
+      // A histogram is read through its _bucket (labelled le too) and _count series.
+      const histogram = /^(.*)_(bucket|count|sum)$/.exec(series)
+      const metric = histogram !== null && definitions.get(histogram[1] as string)?.type === 'histogram' ? histogram[1] as string : series
       const definition = definitions.get(metric)
       if (definition === undefined) {
         t.fail(`${rule.alert} reads ${metric}, which src/metrics/definitions.ts does not define`)
         continue
       }
-      for (const label of labels) t.ok(definition.labelNames.includes(label), `${rule.alert}: ${metric} has label ${label}`)
+      for (const label of labels) t.ok(definition.labelNames.includes(label) || (label === 'le' && series.endsWith('_bucket')), `${rule.alert}: ${series} has label ${label}`)
     }
   }
 })
 
 t.test('the unit tests catch a wrong threshold, duration or aggregation', async (t) => {
   const mutations: Array<[string, string, string]> = [
-    ['a breaker alerted after 45 s', 'for: 1m', 'for: 45s'],
+    ['a breaker alerted after 45 s', '== 1\n        for: 1m', '== 1\n        for: 45s'],
     ['exactly 5% 5xx alerted', ') > 0.05', ') >= 0.05'],
     ['a hit ratio alerted at 60% of an hour earlier', '< 0.5 * (', '< 0.6 * ('],
     ['a hit ratio judged on fewer requests', 'rate(transactions_total[10m])) >= 0.1', 'rate(transactions_total[10m])) > 0.1'],
     ['dead letters summed over instances', 'max by (route) (bulk_dead_letter_items)', 'sum by (route) (bulk_dead_letter_items)'],
-    ['a pending floor of 900', 'max by (route) (bulk_pending_items) > 1000', 'max by (route) (bulk_pending_items) > 900']
+    ['a pending floor of 900', 'max by (route) (bulk_pending_items) > 1000', 'max by (route) (bulk_pending_items) > 900'],
+    ['a target alerted down after 45 s', 'up == 0\n        for: 1m', 'up == 0\n        for: 45s'],
+    ['a p99 alerted over 0.9 s', '[5m]))) > 1\n', '[5m]))) > 0.9\n'],
+    ['a p99 judged on fewer requests', 'count{route!=""}[5m])) >= 0.1', 'count{route!=""}[5m])) >= 0.05'],
+    ['the scrapes of /actuator taken for a route', 'bucket{route!=""}[5m]))) > 1\n          and on (route)\n            sum by (route) (rate(http_server_requests_seconds_count{route!=""}',
+      'bucket[5m]))) > 1\n          and on (route)\n            sum by (route) (rate(http_server_requests_seconds_count']
   ]
   const original = await readFile(join(CONFIG, 'alerts.yml'), 'utf8')
   for (const [what, from, to] of mutations) {

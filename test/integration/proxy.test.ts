@@ -57,7 +57,8 @@ routes:
   const post = await request(`${gw.url}/api/catalog/items`, { method: 'POST', body: '{}' })
   t.equal(post.statusCode, 405)
   t.equal(post.headers.allow, 'GET, HEAD')
-  t.match(await post.body.json(), { status: 405, code: 'BW_ERR_ROUTE_METHOD_NOT_ALLOWED' })
+  t.match(await post.body.json(), { status: 405, code: 'BW_ERR_ROUTE_METHOD_NOT_ALLOWED', route: 'catalog', requestId: post.headers['x-request-id'] },
+    'the 405 names the route whose prefix matched, like every problem of a route')
   t.equal(origin.received.length, 0, 'nothing refused reaches the origin')
 })
 

@@ -1,7 +1,9 @@
-// Upstream failures: refused or reset connections are 502, a slow upstream 504 with its request aborted, a client that leaves aborts upstream.
+// Upstream failures: refused or reset connections are 502, a slow upstream 504 with its request aborted, a client that leaves
+// (or stalls past server.sendTimeout) aborts upstream.
 import { once } from 'node:events'
 import { createServer, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { request, type Dispatcher } from 'undici'
 import { startGateway } from '../helpers/gateway.js'
@@ -16,7 +18,9 @@ async function assertUpstreamProblem (t: Test, res: Dispatcher.ResponseData, sta
   const text = await res.body.text()
   t.notMatch(text, LEAK, 'no stack trace or path')
   const problem = JSON.parse(text) as Record<string, unknown>
-  t.match(problem, { status, code, route })
+  t.match(problem, { status, code, route, detail: `the upstream of route ${route} ` })
+  // Every upstream of these tests is on 127.0.0.1: its address is for the log, never for the client.
+  t.notMatch(text, /127\.0\.0\.1|:\/\//, 'the problem names the route, not the upstream address')
   t.equal(problem.requestId, res.headers['x-request-id'], 'requestId is the X-Request-Id header')
 }
 
@@ -134,4 +138,72 @@ routes:
   await waitUntil(() => closes.length === 1, 'the upstream response to close', 3_000)
   t.equal(closes[0]?.finished, false, 'the upstream request was aborted')
   t.equal(origin.received.length, 1)
+})
+
+t.test('a client that takes in nothing for server.sendTimeout is disconnected and its upstream request aborted', async (t) => {
+  const closes: Array<{ finished: boolean, atMs: number }> = []
+  const chunk = Buffer.alloc(64 * 1024, 1)
+  // Endless until the gateway goes away: far more than the sockets on the way hold.
+  const origin = await startUpstream(t, (_req, res) => {
+    watchClose(res, closes, Date.now())
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    const write = (): void => {
+      while (!res.destroyed && res.write(chunk));
+      if (!res.destroyed) res.once('drain', write)
+    }
+    write()
+  })
+  const gw = await startGateway(t, `
+server:
+  sendTimeout: 300ms
+routes:
+  - id: big
+    prefix: /
+    timeout: 10s
+    upstream: ${origin.url}
+`)
+  // A raw client that sends its request and never reads: its socket is paused from the start.
+  const client = connect(gw.port, '127.0.0.1')
+  t.teardown(() => client.destroy())
+  client.pause()
+  client.write('GET /big HTTP/1.1\r\nHost: gw.test\r\n\r\n')
+  const closed = once(client, 'close')
+  // Within the route's 10 s timeout by far: the send timeout cuts the client, and the upstream request goes with it.
+  await waitUntil(() => closes.length === 1, 'the upstream response to close', 5_000)
+  t.equal(closes[0]?.finished, false, 'the upstream request was aborted')
+  client.resume()
+  await closed
+  t.pass('the gateway closed the stalled client\'s connection')
+})
+
+t.test('a client that reads in bursts, each gap shorter than server.sendTimeout, gets every byte', async (t) => {
+  const body = Buffer.alloc(6 * 1024 * 1024, 7)
+  const origin = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-length': String(body.length) })
+    res.end(body)
+  })
+  const gw = await startGateway(t, `
+server:
+  sendTimeout: 1s
+routes:
+  - id: big
+    prefix: /
+    timeout: 200ms
+    upstream: ${origin.url}
+`)
+  const res = await request(`${gw.url}/big`, { highWaterMark: 64 * 1024 })
+  let received = 0
+  let sincePause = 0
+  // 1 MiB, then 600 ms of nothing, and again: the gateway waits on a full socket for longer than the send timeout
+  // in all, but the client takes something in within each period of it.
+  for await (const part of res.body) {
+    received += (part as Buffer).length
+    sincePause += (part as Buffer).length
+    if (sincePause >= 1024 * 1024) {
+      sincePause = 0
+      await delay(600)
+    }
+  }
+  t.equal(res.statusCode, 200)
+  t.equal(received, body.length, 'every byte arrived')
 })

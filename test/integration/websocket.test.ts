@@ -64,6 +64,11 @@ routes:
     prefix: /dead
     websocket: true
     upstream: http://127.0.0.1:1
+  - id: writes
+    prefix: /writes
+    methods: [POST]
+    websocket: true
+    upstream: ${origin.url}
 `)
   const upgrade = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
     'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
@@ -71,14 +76,20 @@ routes:
   const plain = await rawRequest(gw.port, upgrade('/plain/x'))
   t.equal(plain.status, 400)
   t.match(plain.headers['content-type'], /^application\/problem\+json/)
-  t.match(JSON.parse(plain.body), { code: 'BW_ERR_ROUTE_UPGRADE_REFUSED' })
+  t.match(JSON.parse(plain.body), { code: 'BW_ERR_ROUTE_UPGRADE_REFUSED', route: 'plain' })
 
   const none = await rawRequest(gw.port, upgrade('/nowhere'))
   t.equal(none.status, 404)
 
   const dead = await rawRequest(gw.port, upgrade('/dead/x'))
   t.equal(dead.status, 502)
-  t.match(JSON.parse(dead.body), { code: 'BW_ERR_UPSTREAM_UNREACHABLE' })
+  t.match(JSON.parse(dead.body), { code: 'BW_ERR_UPSTREAM_UNREACHABLE', route: 'dead', detail: /^the upstream of route dead / })
+  t.notMatch(dead.body, /127\.0\.0\.1/, 'the problem names the route, not the upstream address')
+
+  const unserved = await rawRequest(gw.port, upgrade('/writes/x'))
+  t.equal(unserved.status, 405)
+  t.equal(unserved.headers.allow, 'POST')
+  t.match(JSON.parse(unserved.body), { code: 'BW_ERR_ROUTE_METHOD_NOT_ALLOWED', route: 'writes' })
   t.same(origin.paths, [], 'no refused Upgrade reached the origin')
 })
 

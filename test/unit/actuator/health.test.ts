@@ -1,7 +1,7 @@
 // The actuator's pure parts: Resilience4j's number formats, health statuses, the Accept check and the token guard.
 import t from 'tap'
 import {
-  acceptsOpenMetrics, BearerGuard, breakerHealthStatus, circuitBreakersHealth, javaFloat, percent
+  acceptsOpenMetrics, BearerGuard, breakerHealthStatus, circuitBreakersHealth, javaFloat, percent, prefersActuatorV3
 } from '../../../src/actuator/index.js'
 import type { BreakerSnapshot } from '../../../src/resilience/types.js'
 
@@ -32,6 +32,22 @@ t.test('OpenMetrics only when an Accept range asks for it with q above 0', async
   t.notOk(acceptsOpenMetrics('application/openmetrics-text; q=0'))
   t.ok(acceptsOpenMetrics('Application/OpenMetrics-Text'))
   t.ok(acceptsOpenMetrics('text/plain;q=0.5, application/openmetrics-text;version=1.0.0;q=0.9'))
+})
+
+t.test('Spring\'s v3 type when the client prefers it over plain JSON; plain JSON otherwise', async (t) => {
+  const V3 = 'application/vnd.spring-boot.actuator.v3+json'
+  t.notOk(prefersActuatorV3(undefined))
+  t.notOk(prefersActuatorV3('*/*'))
+  t.notOk(prefersActuatorV3('application/json'))
+  t.ok(prefersActuatorV3(V3))
+  t.ok(prefersActuatorV3('Application/VND.Spring-Boot.Actuator.V3+JSON'), 'media types are case-insensitive')
+  t.notOk(prefersActuatorV3(`${V3};q=0`), 'q=0 is "not acceptable"')
+  t.ok(prefersActuatorV3(`${V3}, */*`), 'named before an equal wildcard')
+  t.notOk(prefersActuatorV3(`*/*, ${V3}`), 'an equal q keeps the first named')
+  t.ok(prefersActuatorV3(`*/*;q=0.1, ${V3}`))
+  t.notOk(prefersActuatorV3(`${V3};q=0.5, application/*`))
+  t.ok(prefersActuatorV3(`${V3};q=0.5, application/json;q=0.4, */*`), 'application/json\'s own range wins over */*')
+  t.notOk(prefersActuatorV3('application/vnd.spring-boot.actuator.v3+jsonx'), 'a look-alike is not the type')
 })
 
 t.test('the bearer guard', async (t) => {

@@ -1,6 +1,6 @@
 // Cache keys: normalization (query order, host case, vary values), one hash tag per route and path, fixed length.
 import t from 'tap'
-import { cacheKeys, invalidationKey, normalizeTarget, routePrefix, type CacheRequest, type HeaderFields } from '../../../src/cache/index.js'
+import { cacheKeys, invalidationKey, normalizeTarget, routePrefix, variantKeys, varyValue, type CacheRequest, type HeaderFields } from '../../../src/cache/index.js'
 
 const PREFIX = 'bw:'
 
@@ -132,4 +132,40 @@ t.test('routePrefix starts every key of its route and no key of another', async 
   for (const key of [own.entry, own.lock, own.invalidation, invalidationKey(PREFIX, 'cat', 'h', '/y')]) t.ok(key.startsWith(prefix))
   for (const routeId of ['catalog', 'cat-2', 'cat_b']) t.notOk(keys('/x', {}, [], routeId).entry.startsWith(prefix), routeId)
   t.notOk(cacheKeys('other:', 'cat', req('/x'), []).entry.startsWith(prefix), 'another key prefix')
+})
+
+t.test('varyValue: what RFC 9111 section 4.1 lets a cache normalise, and nothing more', async (t) => {
+  const value = (name: string, field: string | string[] | undefined): string | undefined => varyValue({ [name]: field }, name)
+  t.equal(value('accept-language', 'en, de;q=0.5'), 'en,de;q=0.5')
+  t.equal(value('accept-language', ' EN ,  De ; q=0.5 ,'), 'en,de;q=0.5', 'whitespace, case and an empty item')
+  t.equal(value('accept-language', ['en', 'de']), 'en,de', 'repeated lines are one list')
+  t.equal(value('accept-encoding', 'GZIP, br'), 'gzip,br')
+  t.equal(value('accept-charset', 'UTF-8'), 'utf-8')
+  t.equal(value('accept-language', 'de, en'), 'de,en', 'the order is kept')
+  t.equal(value('accept', 'Text/HTML ; Level=1, */*'), 'Text/HTML;Level=1,*/*', 'Accept: whitespace only, its parameter values may be case-sensitive')
+  t.equal(value('accept', 'text/html;x=" a , b "'), 'text/html;x=" a , b "', 'a quoted string keeps its whitespace')
+  t.equal(value('x-tenant', '  Acme, Corp '), 'Acme, Corp', 'any other field: only its ends')
+  t.equal(value('x-tenant', ''), '', 'empty is not absent')
+  t.equal(value('x-tenant', undefined), undefined)
+})
+
+t.test('variantKeys: under the URL\'s key and in its slot, one per normalised value of the Vary fields', async (t) => {
+  const url = keys('/items/1?page=2')
+  const variant = (headers: HeaderFields, names = ['accept-language']) => variantKeys(url, names, req('/items/1?page=2', headers).headers)
+  const en = variant({ 'accept-language': 'en, de' })
+  t.match(en.entry, new RegExp(`^${url.entry.replace(/[{}]/g, '\\$&')}:v:[A-Za-z0-9_-]{43}$`))
+  t.same({ primary: en.primary, lock: en.lock, invalidation: en.invalidation }, { primary: url.entry, lock: `${en.entry}:lock`, invalidation: url.invalidation })
+  t.equal(url.primary, url.entry, 'a URL\'s own keys are primary')
+  t.equal(slotOf(en.entry), slotOf(url.entry))
+  t.equal(variant({ 'accept-language': 'EN,de' }).entry, en.entry, 'normalised')
+  t.not(variant({ 'accept-language': 'de' }).entry, en.entry)
+  t.not(variant({}).entry, variant({ 'accept-language': '' }).entry, 'absent is not empty')
+  const two = { 'accept-language': 'en', 'accept-encoding': 'gzip' }
+  t.equal(variant(two, ['accept-language', 'accept-encoding']).entry, variant(two, ['accept-encoding', 'accept-language']).entry, 'the names\' order does not matter')
+  t.not(variant(two, ['accept-language']).entry, variant(two, ['accept-language', 'accept-encoding']).entry, 'the names do')
+  t.equal(variantKeys(en, ['accept-language'], { 'accept-language': 'de' }).entry, variant({ 'accept-language': 'de' }).entry, 'from a variant\'s keys too')
+})
+
+t.test('the route\'s vary values are normalised as the response\'s are', async (t) => {
+  t.equal(keys('/x', { 'accept-language': 'en, DE' }, ['accept-language']).entry, keys('/x', { 'accept-language': 'en,de' }, ['accept-language']).entry)
 })

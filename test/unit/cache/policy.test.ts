@@ -306,6 +306,13 @@ t.test('Vary: the response\'s fields must match the stored request\'s', async (t
   t.equal(kindAt(many, 1, config(), get({ 'accept-encoding': 'gzip', 'accept-language': 'de' })), 'miss:vary')
 })
 
+t.test('Vary: values match once normalised as RFC 9111 section 4.1 allows (whitespace, case where caseless)', async (t) => {
+  const entry = stored({ 'cache-control': 'max-age=60', vary: 'Accept-Language, X-Tenant' }, config(), get({ 'accept-language': 'en, de', 'x-tenant': 'Acme' }))
+  t.equal(kindAt(entry, 1, config(), get({ 'accept-language': 'EN,de', 'x-tenant': ' Acme ' })), 'fresh')
+  t.equal(kindAt(entry, 1, config(), get({ 'accept-language': 'de, en', 'x-tenant': 'Acme' })), 'miss:vary', 'the order counts')
+  t.equal(kindAt(entry, 1, config(), get({ 'accept-language': 'en, de', 'x-tenant': 'acme' })), 'miss:vary', 'an unknown field keeps its case')
+})
+
 t.test('Vary: request field values are stored as fingerprints, never in clear', async (t) => {
   const secret = 'session=s3cr3t-value'
   const token = 'Bearer t0k3n-value'

@@ -41,10 +41,11 @@ t.test('an empty file (or only comments) gives the built-in defaults', async (t)
       trustProxy: false,
       maxHeaders: 100,
       headersTimeoutMs: 30_000,
+      sendTimeoutMs: 60_000,
       logLevel: 'info',
       accessLog: true
     },
-    management: { token: null, port: null, host: '0.0.0.0' },
+    management: { token: null, port: null, host: '0.0.0.0', showDetails: 'when-authorized' },
     redis: null,
     routes: [],
     autoscaler: {
@@ -90,7 +91,7 @@ t.test('unknown keys are reported at the key, with the known keys', async (t) =>
   t.same(errorsOf(`
 server:
   prot: 8080
-`), ['gw.yaml:2:3 server.prot: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, logLevel, accessLog)'])
+`), ['gw.yaml:2:3 server.prot: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, sendTimeout, logLevel, accessLog)'])
   t.same(errorsOf(`
 defaults:
   timeout: 5s
@@ -367,7 +368,60 @@ server:
   port: [8080
 routes: []
 `), ['gw.yaml:4:1 YAML: Flow sequence in block collection must be sufficiently indented and end with a ]'])
-  t.same(errorsOf('server:\n\tport: 8080\n'), ['gw.yaml:2:1 YAML: Tabs are not allowed as indentation'])
+  t.same(errorsOf('server:\n\tport: 8080\n'), ['gw.yaml:2:1 bad indentation: a tab; YAML indents with spaces only'])
+})
+
+t.test('an indentation mistake is reported once, at the line that is wrong, in plain words', async (t) => {
+  // Deeper than a key that has a value: the yaml library points at that value (2:9), the mistake is on the next line.
+  t.same(errorsOf(`
+server:
+  port: 8080
+    host: 0.0.0.0
+`), ['gw.yaml:3:5 bad indentation: "host" is indented under "port" (line 2), which has a value already; line it up with it at column 3'])
+  // Between two levels of a route: the columns it could mean, nearest first.
+  t.same(errorsOf(`
+routes:
+  - id: a
+    prefix: /a
+   upstream: http://127.0.0.1:1
+`), ['gw.yaml:4:4 bad indentation: "upstream" at column 4 lines up with nothing above it; expected column 5 as "prefix" (line 3), or column 1 as "routes" (line 1)'])
+  // Comments and blank lines in between are skipped.
+  t.same(errorsOf(`
+server:
+    port: 8080
+
+  # the host
+  host: x
+`), ['gw.yaml:5:3 bad indentation: "host" at column 3 lines up with nothing above it; expected column 5 as "port" (line 2), or column 1 as "server" (line 1)'])
+  t.same(errorsOf(`
+routes:
+  - id: a
+    methods:
+      - GET
+     - HEAD
+`), ['gw.yaml:5:6 bad indentation: "- HEAD" at column 6 lines up with nothing above it; expected column 7 as "- GET" (line 4), or column 5 as "methods" (line 3), or column 3 as "id" (line 2)'])
+})
+
+t.test('a key and a value on one line with nothing under it keeps the YAML library\'s message', async (t) => {
+  t.same(errorsOf('server:\n  port: host: 1\n'), ['gw.yaml:2:9 YAML: Nested mappings are not allowed in compact mappings'])
+})
+
+t.test('a config that must route traffic needs a route: an error at routes, or at the top without it', async (t) => {
+  const strict = (text: string): string[] => {
+    try {
+      parseConfig(yaml(text), 'gw.yaml', {}, { requireRoutes: true })
+    } catch (err) {
+      if (err instanceof ConfigError) return err.message.split('\n')
+      throw err
+    }
+    return []
+  }
+  const why = 'routes: expected at least one route: without one every request is answered 404'
+  t.same(strict('server:\n  port: 8080\nroutes: []\n'), [`gw.yaml:3:9 ${why}`])
+  t.same(strict('server:\n  port: 8080\n'), [`gw.yaml:1:1 ${why}`])
+  t.same(strict(''), [`gw.yaml:1:1 ${why}`], 'an empty file too')
+  t.same(strict(route('')), [], 'one route is enough')
+  t.same(load('routes: []\n').routes, [], 'by default (the autoscaler\'s config) no route is needed')
 })
 
 t.test('a key written twice in one map is an error at the second', async (t) => {
@@ -458,7 +512,7 @@ server:
     'gw.yaml:6:13 routes[1].prefix: /actuator is reserved for the gateway\'s own endpoints, got "/actuator"',
     'gw.yaml:8:14 routes[1].timeout: expected a duration like 5s, got "soon"',
     'gw.yaml:10:9 server.port: expected a port number from 0 to 65535, got 99999',
-    'gw.yaml:11:3 server.colour: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, logLevel, accessLog)'
+    'gw.yaml:11:3 server.colour: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, sendTimeout, logLevel, accessLog)'
   ].join('\n'))
   t.same(configError.issues.map((issue) => [issue.line, issue.col, issue.path]), [
     [5, 9, 'routes[1].id'], [6, 13, 'routes[1].prefix'], [8, 14, 'routes[1].timeout'], [10, 9, 'server.port'], [11, 3, 'server.colour']
@@ -544,6 +598,7 @@ t.test('durations and sizes become milliseconds and bytes', async (t) => {
 server:
   shutdownTimeout: 1h
   headersTimeout: 5s
+  sendTimeout: 2m
   bodyLimit: 1gb
 routes:
   - id: a
@@ -559,6 +614,7 @@ routes:
 `)
   t.equal(config.server.shutdownTimeoutMs, 3_600_000)
   t.equal(config.server.headersTimeoutMs, 5000)
+  t.equal(config.server.sendTimeoutMs, 120_000)
   t.equal(config.server.bodyLimitBytes, 1024 ** 3)
   t.same(config.routes.map((r) => [r.timeoutMs, r.bodyLimitBytes]), [[250, 512 * 1024], [60_000, 1024 * 1024]])
 })
@@ -656,7 +712,7 @@ routes:
       on: [retry]
 `), [
     'gw.yaml:2:9 management.port: expected a port number from 0 to 65535, got 70000',
-    'gw.yaml:3:3 management.extra: unknown key (known keys: token, port, host)',
+    'gw.yaml:3:3 management.extra: unknown key (known keys: token, port, host, health)',
     'gw.yaml:9:13 routes[0].breaker.mode: expected one of enforce, observe, off, got "strict"',
     'gw.yaml:10:29 routes[0].breaker.failureRateThreshold: expected a percentage above 0, at most 100, got 0',
     'gw.yaml:11:25 routes[0].breaker.failureStatuses[0]: expected a 5xx status, got 404',
@@ -672,8 +728,17 @@ management:
   token: \${BREAKWATER_ADMIN_TOKEN:-}
   port: 9090
 `
-  t.same(parseConfig(text, 'gw.yaml', { BREAKWATER_ADMIN_TOKEN: 's3cret' }).management, { token: 's3cret', port: 9090, host: '0.0.0.0' })
-  t.same(parseConfig(text, 'gw.yaml', {}).management, { token: null, port: 9090, host: '0.0.0.0' })
+  t.same(parseConfig(text, 'gw.yaml', { BREAKWATER_ADMIN_TOKEN: 's3cret' }).management, { token: 's3cret', port: 9090, host: '0.0.0.0', showDetails: 'when-authorized' })
+  t.same(parseConfig(text, 'gw.yaml', {}).management, { token: null, port: 9090, host: '0.0.0.0', showDetails: 'when-authorized' })
+})
+
+t.test('management.health.showDetails: Spring\'s three values, when-authorized by default', async (t) => {
+  for (const value of ['never', 'when-authorized', 'always']) {
+    t.equal(load(`management:\n  health:\n    showDetails: ${value}\n${route('')}`).management.showDetails, value)
+  }
+  t.same(errorsOf(`management:\n  health:\n    showDetails: yes\n${route('')}`), [
+    'gw.yaml:3:18 management.health.showDetails: expected one of never, when-authorized, always, got "yes"'
+  ])
 })
 
 t.test('redis: a standalone URL or cluster nodes, with defaults; BREAKWATER_REDIS_URL when the file has none', async (t) => {
@@ -700,7 +765,7 @@ t.test('redis: errors name the key', async (t) => {
 t.test('cache: off unless set; defaults merged key by key; the route wins', async (t) => {
   t.equal(load(route('')).routes[0]?.cache, null)
   t.same(load(route('    cache: {}')).routes[0]?.cache, {
-    ttlMs: null, maxObjectSizeBytes: 1024 * 1024, staleWhileRevalidateMs: 0, staleIfErrorMs: 0, vary: [], memory: null
+    ttlMs: null, maxObjectSizeBytes: 1024 * 1024, staleWhileRevalidateMs: 0, staleIfErrorMs: 0, vary: [], maxVariants: 16, targetedField: 'cdn-cache-control', memory: null
   })
   const config = load(`
 redis:
@@ -711,14 +776,14 @@ routes:
   - id: a
     prefix: /a
     upstream: http://127.0.0.1:9001
-    cache: {ttl: 10s, maxObjectSize: 64kb, staleWhileRevalidate: 30s, memory: {maxEntries: 5}}
+    cache: {ttl: 10s, maxObjectSize: 64kb, staleWhileRevalidate: 30s, maxVariants: 4, targetedField: Breakwater-Cache-Control, memory: {maxEntries: 5}}
   - id: b
     prefix: /b
     upstream: http://127.0.0.1:9001
 `)
   t.same(config.routes.map((r) => r.cache), [
-    { ttlMs: 10_000, maxObjectSizeBytes: 64 * 1024, staleWhileRevalidateMs: 30_000, staleIfErrorMs: 300_000, vary: ['accept-language'], memory: { maxEntries: 5, ttlMs: 1000 } },
-    { ttlMs: 60_000, maxObjectSizeBytes: 1024 * 1024, staleWhileRevalidateMs: 0, staleIfErrorMs: 300_000, vary: ['accept-language'], memory: null }
+    { ttlMs: 10_000, maxObjectSizeBytes: 64 * 1024, staleWhileRevalidateMs: 30_000, staleIfErrorMs: 300_000, vary: ['accept-language'], maxVariants: 4, targetedField: 'breakwater-cache-control', memory: { maxEntries: 5, ttlMs: 1000 } },
+    { ttlMs: 60_000, maxObjectSizeBytes: 1024 * 1024, staleWhileRevalidateMs: 0, staleIfErrorMs: 300_000, vary: ['accept-language'], maxVariants: 16, targetedField: 'cdn-cache-control', memory: null }
   ])
 })
 
@@ -731,8 +796,13 @@ t.test('cache: errors name the key', async (t) => {
     'gw.yaml:5:13 routes[0].cache.memory: an in-process tier needs a redis: block to sit in front of'
   ])
   t.same(errorsOf(route('    cache: {tll: 1s}')), [
-    'gw.yaml:5:13 routes[0].cache.tll: unknown key (known keys: ttl, maxObjectSize, staleWhileRevalidate, staleIfError, vary, memory)'
+    'gw.yaml:5:13 routes[0].cache.tll: unknown key (known keys: ttl, maxObjectSize, staleWhileRevalidate, staleIfError, vary, maxVariants, targetedField, memory)'
   ])
+  t.same(errorsOf(route('    cache: {targetedField: "CDN Cache"}')), [
+    'gw.yaml:5:28 routes[0].cache.targetedField: expected a header field name like Breakwater-Cache-Control, got "CDN Cache"'
+  ])
+  t.same(errorsOf(route('    cache: {maxVariants: 0}')), ['gw.yaml:5:26 routes[0].cache.maxVariants: expected a number >= 1, got 0'])
+  t.same(errorsOf(route('    cache: {maxVariants: 2.5}')), ['gw.yaml:5:26 routes[0].cache.maxVariants: expected an integer, got 2.5'])
 })
 
 const bulkRoute = (fields: string): string => `

@@ -158,6 +158,14 @@ t.test('Transaction Processing: the issue\'s panels', async (t) => {
   const latency = exprsOf(d, 'Latency p50 / p95 / p99')
   t.same(latency.map((e) => /^histogram_quantile\(([0-9.]+), sum by \(le\) \(rate\(http_server_requests_seconds_bucket\{/.exec(e)?.[1]),
     ['0.5', '0.95', '0.99'])
+  // On an idle gateway the only requests are Prometheus' own scrapes: a latency panel that counted them would show that.
+  const latencyPanels = ['Latency p99', 'Latency p50 / p95 / p99', 'Latency p99 by route']
+  for (const expr of latencyPanels.flatMap((title) => exprsOf(d, title))) {
+    t.match(expr, 'route=~"$route"', `${expr} follows the route variable`)
+    t.match(expr, 'uri!~"/actuator(/.*)?"', `${expr} leaves out /actuator`)
+    t.match(expr, 'uri!="NOT_FOUND"', `${expr} leaves out requests no route matched`)
+  }
+  t.equal(panelQueries(d).find((q) => q.panel === 'Latency p99 by route')?.legend, '{{route}}')
   t.match(exprsOf(d, 'Error ratio by route')[0], /^\(sum by \(route\) \(rate\(transactions_total\{[^}]*status=~"5\.\."\}/)
   t.equal(panel(d, 'Error ratio by route')?.fieldConfig?.defaults.unit, 'percentunit')
   t.match(exprsOf(d, 'Responses by status class')[0], /^sum by \(class\) \(label_replace\(rate\(transactions_total\{/)

@@ -11,7 +11,7 @@ t.test('select filters by job and instance, and by route in whichever label the 
     'Resilience4j\'s `name` is the route id')
   t.equal(select(METRICS.cacheErrors), 'cache_errors_total{job=~"$job",instance=~"$instance"}', 'no route label, no route filter')
   t.equal(select(METRICS.httpServerRequests, ['outcome="SERVER_ERROR"'], '_count'),
-    'http_server_requests_seconds_count{job=~"$job",instance=~"$instance",outcome="SERVER_ERROR"}')
+    'http_server_requests_seconds_count{job=~"$job",instance=~"$instance",route=~"$route",outcome="SERVER_ERROR"}')
   t.equal(routeLabelOf(METRICS.bulkItems), 'route')
   t.equal(routeLabelOf(METRICS.retryCalls), 'name')
   t.equal(routeLabelOf(NODE_METRICS.heapUsed), null)

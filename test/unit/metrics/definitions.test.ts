@@ -5,7 +5,7 @@ import { METRIC_DEFINITIONS, METRICS, LATENCY_BUCKETS_SECONDS } from '../../../s
 t.test('names, types and labels are exactly the contract', async (t) => {
   t.same(Object.fromEntries(METRIC_DEFINITIONS.map((d) => [d.name, [d.type, ...d.labelNames]])), {
     transactions_total: ['counter', 'route', 'method', 'status'],
-    http_server_requests_seconds: ['histogram', 'method', 'uri', 'status', 'outcome', 'exception'],
+    http_server_requests_seconds: ['histogram', 'method', 'uri', 'status', 'outcome', 'exception', 'route'],
     resilience4j_circuitbreaker_state: ['gauge', 'name', 'state'],
     resilience4j_circuitbreaker_calls_seconds: ['histogram', 'name', 'kind'],
     resilience4j_circuitbreaker_not_permitted_calls_total: ['counter', 'name', 'kind'],

@@ -42,6 +42,9 @@ t.test('observeRequest counts the transaction and times the request with Spring\
   t.equal(valueOf(m, 'http_server_requests_seconds_bucket', { ...ok, le: '0.25' }), 2)
   t.equal(valueOf(m, 'http_server_requests_seconds_count', { status: '504', outcome: 'SERVER_ERROR', exception: 'BW_ERR_UPSTREAM_TIMEOUT' }), 1)
   t.equal(valueOf(m, 'http_server_requests_seconds_count', { uri: 'NOT_FOUND', status: '404', outcome: 'CLIENT_ERROR' }), 1)
+  // The route id, as transactions_total has it, so latency can be read per route; empty (no label to Prometheus) for no route.
+  t.equal(valueOf(m, 'http_server_requests_seconds_count', { ...ok, route: 'catalog' }), 2)
+  t.match(text, /^http_server_requests_seconds_count\{method="GET",uri="NOT_FOUND",status="404",outcome="CLIENT_ERROR",exception="None",route=""\} 1$/m)
 })
 
 t.test('outcomes follow Spring\'s Outcome.forStatus', async (t) => {
@@ -152,7 +155,7 @@ t.test('histograms and counters render byte for byte as prom-client\'s own, scra
   const observe = (method: string, status: number, seconds: number): void => {
     metrics.observeRequest('catalog', method, '/api/catalog', status, seconds)
     counter.inc({ route: 'catalog', method, status: String(status) })
-    histogram.observe({ method, uri: '/api/catalog', status: String(status), outcome: outcomeOf(status), exception: 'None' }, seconds)
+    histogram.observe({ method, uri: '/api/catalog', status: String(status), outcome: outcomeOf(status), exception: 'None', route: 'catalog' }, seconds)
   }
 
   // On bounds, just past them, zero, past the last bound, and a sum that is not exact in binary.
@@ -171,7 +174,7 @@ t.test('histograms and counters render byte for byte as prom-client\'s own, scra
   const text = await metrics.metrics()
   t.equal(family(text, h.name), family(await oracle.metrics(), h.name), 'what came after the first scrape is added, nothing lost or counted twice')
   t.equal(family(text, c.name), family(await oracle.metrics(), c.name))
-  t.match(family(text, h.name), /^http_server_requests_seconds_bucket\{le="\+Inf",method="POST",uri="\/api\/catalog",status="503",outcome="SERVER_ERROR",exception="None"\} 2$/m)
+  t.match(family(text, h.name), /^http_server_requests_seconds_bucket\{le="\+Inf",method="POST",uri="\/api\/catalog",status="503",outcome="SERVER_ERROR",exception="None",route="catalog"\} 2$/m)
 
   // Last: prom-client's registry renames its counters for good when it renders OpenMetrics.
   oracle.setContentType(openMetricsContentType)

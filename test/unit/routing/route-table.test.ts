@@ -51,7 +51,16 @@ t.test('an unserved method falls through to shorter prefixes, and is 405 with Al
   ])
   t.equal(matchedId(table, 'DELETE', '/api/catalog/1'), 'deletes')
   const refused = table.match('PUT', undefined, '/api/catalog/1')
-  t.same(refused, { kind: 'method-not-allowed', allow: 'GET, HEAD, POST, DELETE' }, 'Allow lists every method the path serves, in a stable order')
+  t.same(refused, { kind: 'method-not-allowed', allow: 'GET, HEAD, POST, DELETE', route: rule('reads', '/api/catalog', { methods }) },
+    'Allow lists every method the path serves, in a stable order; the route is the first of the longest prefix')
+  const shorter = table.match('PUT', undefined, '/api/other')
+  t.equal(shorter.kind === 'method-not-allowed' ? shorter.route.id : shorter.kind, 'deletes', 'only a prefix that matched can be the route')
+})
+
+t.test('a 405 names the named-host route before the any-host one of the same prefix', async (t) => {
+  const table = new RouteTable([rule('any', '/x', { methods: ['GET'] }), rule('acme', '/x', { host: 'acme.example.com', methods: ['GET'] })])
+  const refused = table.match('POST', 'acme.example.com', '/x')
+  t.equal(refused.kind === 'method-not-allowed' ? refused.route.id : refused.kind, 'acme')
 })
 
 t.test('a route for another host does not make a path 405', async (t) => {

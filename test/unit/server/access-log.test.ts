@@ -13,7 +13,8 @@ function collecting (options: pino.LoggerOptions = {}): { logger: FastifyBaseLog
 const LINES = [
   accessLine('catalog', 'GET', '/api/catalog/items?q=1', 200, 1.234),
   accessLine(null, 'DELETE', '/a "quoted" \\ path/é/\u0001', 503, 0),
-  accessLine('r"é', 'GET', '/', 404, 12345.678)
+  accessLine('r"é', 'GET', '/', 404, 12345.678),
+  accessLine('gone', 'GET', '/x', 502, 3.2, 'BW_ERR_UPSTREAM_UNREACHABLE')
 ]
 
 t.test('a plain pino logger gets the very line its info() writes', async (t) => {
@@ -27,6 +28,8 @@ t.test('a plain pino logger gets the very line its info() writes', async (t) => 
   t.equal(fast.lines.length, LINES.length)
   t.same(fast.lines, slow.lines)
   t.match(JSON.parse(fast.lines[0] as string), { level: 30, time: 42, requestId: 'id-"1\\', route: 'catalog', status: 200, durationMs: 1.23, msg: 'request' })
+  t.notOk('code' in JSON.parse(fast.lines[0] as string), 'an answer from the upstream has no code')
+  t.match(JSON.parse(fast.lines[3] as string), { route: 'gone', status: 502, code: 'BW_ERR_UPSTREAM_UNREACHABLE', msg: 'request' }, 'a gateway problem\'s line has its code')
 })
 
 t.test('nothing is written when info is off, and the level is read at each line', async (t) => {
