@@ -101,7 +101,7 @@ async function runtime (): Promise<{ server: typeof import('./server/index.js'),
 
 async function start (file: string, demo: boolean): Promise<void> {
   const config = await loadOrExit(file, { requireRoutes: true })
-  const { server: { buildServer, logDestination }, demo: { startDemoUpstreams } } = await runtime()
+  const { server: { buildServer, logDestination, withoutListeningLines }, demo: { startDemoUpstreams } } = await runtime()
   const demoUpstreams: DemoUpstreams | null = demo ? await startDemoUpstreams() : null
   // Asynchronous writes: a line per request written synchronously to stdout costs a syscall each (measured at a
   // quarter of the proxy's CPU); lines go out in batches (server/log-destination.ts), and are flushed on exit. What
@@ -132,15 +132,6 @@ async function start (file: string, demo: boolean): Promise<void> {
     ...(app.managementServer === null ? [] : [{ role: 'management', address: app.managementServer.server.address() as AddressInfo }])
   ])
   if (demoUpstreams !== null) app.log.info('demo upstreams on 127.0.0.1:9001 (catalog) and 127.0.0.1:9002 (echo)')
-}
-
-/**
- * Fastify logs a "Server listening at" line per address of each listener (one per network interface on 0.0.0.0),
- * without saying what the listener is for: the startup line below says it once, with the role.
- */
-function withoutListeningLines (this: unknown, args: Parameters<pino.LogFn>, method: pino.LogFn): void {
-  if (typeof args[0] === 'string' && args[0].startsWith('Server listening at ')) return
-  method.apply(this, args)
 }
 
 /** Where the cache's shared entries live: none without a caching route. */

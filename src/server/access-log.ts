@@ -28,11 +28,21 @@ interface PinoInternals {
 }
 
 /**
+ * pino's logMethod hook that drops Fastify's "Server listening at" lines: one per address of each listener (one per
+ * network interface on 0.0.0.0), without saying what the listener is for; the startup line says it once, with the
+ * role. It never touches another line, so the access-line writer's fast path stays on under it.
+ */
+export function withoutListeningLines (this: unknown, args: Parameters<pino.LogFn>, method: pino.LogFn): void {
+  if (typeof args[0] === 'string' && args[0].startsWith('Server listening at ')) return
+  method.apply(this, args)
+}
+
+/**
  * A writer of access lines to `logger`. A line per request is the logger's hottest use: on a cache hit pino's
  * generic path (per-field type checks and serializer lookups) cost about 0.9 µs of 15. For a plain pino logger the
  * line is formatted here, exactly as pino formats it (checked once against pino's own serializer at start: a logger
- * configured otherwise, with a mixin, hooks, formatters or redaction, gets `logger.info` instead), and written to the
- * logger's destination.
+ * configured otherwise, with a mixin, hooks (but withoutListeningLines), formatters or redaction, gets `logger.info`
+ * instead), and written to the logger's destination.
  */
 export function accessLineWriter (logger: FastifyBaseLogger): AccessLineWriter {
   const viaLogger: AccessLineWriter = (requestId, line) => { logger.info({ requestId, ...line }, 'request') }
@@ -41,7 +51,7 @@ export function accessLineWriter (logger: FastifyBaseLogger): AccessLineWriter {
   const stream = internals[streamSym] as { write: (line: string) => unknown, [key: symbol]: unknown } | undefined
   const hooks = internals[hooksSym] as { logMethod?: unknown, streamWrite?: unknown } | undefined
   const info = (logger as pino.Logger).levels?.values.info
-  if (stream === undefined || info === undefined || internals[mixinSym] !== undefined || hooks?.logMethod !== undefined ||
+  if (stream === undefined || info === undefined || internals[mixinSym] !== undefined || (hooks?.logMethod !== undefined && hooks.logMethod !== withoutListeningLines) ||
     hooks?.streamWrite !== undefined || stream[needsMetadataGsym] === true) return viaLogger
   const time = (internals[timeSym] as () => string).bind(logger)
   const head = (internals[lsCacheSym] as Record<number, string>)[info] as string

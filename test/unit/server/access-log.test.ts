@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { pino } from 'pino'
 import t from 'tap'
-import { accessLine, accessLineWriter } from '../../../src/server/access-log.js'
+import { accessLine, accessLineWriter, withoutListeningLines } from '../../../src/server/access-log.js'
 
 /** A real pino logger whose lines are collected, with the time fixed so two lines can be compared byte for byte. */
 function collecting (options: pino.LoggerOptions = {}): { logger: FastifyBaseLogger, lines: string[] } {
@@ -30,6 +30,17 @@ t.test('a plain pino logger gets the very line its info() writes', async (t) => 
   t.match(JSON.parse(fast.lines[0] as string), { level: 30, time: 42, requestId: 'id-"1\\', route: 'catalog', status: 200, durationMs: 1.23, msg: 'request' })
   t.notOk('code' in JSON.parse(fast.lines[0] as string), 'an answer from the upstream has no code')
   t.match(JSON.parse(fast.lines[3] as string), { route: 'gone', status: 502, code: 'BW_ERR_UPSTREAM_UNREACHABLE', msg: 'request' }, 'a gateway problem\'s line has its code')
+})
+
+t.test('withoutListeningLines drops Fastify\'s listening lines only, and keeps the access lines on the fast path', async (t) => {
+  const { logger, lines } = collecting({ hooks: { logMethod: withoutListeningLines } })
+  const write = accessLineWriter(logger)
+  logger.info('Server listening at http://127.0.0.1:8080')
+  logger.info('started')
+  // The fast path writes to the destination itself; logger.info (the other path) would throw here.
+  logger.info = () => { throw new Error('the access line went through logger.info') }
+  write('h', LINES[0] as typeof LINES[number])
+  t.same(lines.map((line) => (JSON.parse(line) as { msg: string }).msg), ['started', 'request'])
 })
 
 t.test('nothing is written when info is off, and the level is read at each line', async (t) => {
