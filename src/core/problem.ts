@@ -38,6 +38,19 @@ export function problemFor (code: ErrorCode, detail: string, context: ProblemCon
   return problem
 }
 
+/** Retry-After (RFC 9110 section 10.2.3) in whole delay-seconds, at least 1: a client told 0 would come straight back. */
+export function retryAfterSeconds (retryAfterMs: number): string {
+  return String(Math.max(1, Math.ceil(retryAfterMs / 1000)))
+}
+
+/**
+ * Whether an answer of this status must close its connection. A 413 is sent before the refused body is read, and
+ * Node would otherwise read and discard the whole of it to keep the connection: however large it is.
+ */
+export function closesConnection (status: number): boolean {
+  return status === 413
+}
+
 /**
  * A complete HTTP/1.1 response carrying a problem, for the places where no Fastify reply exists
  * (a client error on the raw socket, a refused Upgrade). It always closes the connection.

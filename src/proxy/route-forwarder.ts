@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/index.js'
-import { ERROR_TABLE, gatewayError, PROBLEM_CONTENT_TYPE_UTF8, problemFor, type ErrorCode } from '../core/index.js'
+import { ERROR_TABLE, gatewayError, PROBLEM_CONTENT_TYPE_UTF8, problemFor, retryAfterSeconds, type ErrorCode } from '../core/index.js'
 import { clientResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
 import { failureOf, outcomeOf, type CallGuard, type GuardRefusal, type RetryPolicy } from './call-guard.js'
 import { Exchange, type CapturedResponse, type ExchangeResult } from './exchange.js'
@@ -486,11 +486,6 @@ function openProblemBody (routeId: string, detail: (retryAfter: string) => strin
   const [betweenRetryAndId, afterId] = rest.split(JSON.stringify(idMarker)) as [string, string]
   // A retry-after is digits: nothing to escape. A request id may carry quotes and backslashes.
   return (retryAfter, requestId) => beforeRetry + retryAfter + betweenRetryAndId + JSON.stringify(requestId) + afterId
-}
-
-/** Retry-After in whole seconds, at least 1: a client told 0 would come straight back. */
-function retryAfterSeconds (retryAfterMs: number): string {
-  return String(Math.max(1, Math.ceil(retryAfterMs / 1000)))
 }
 
 function tooLarge (route: RouteConfig): Error {

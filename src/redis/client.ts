@@ -1,6 +1,7 @@
 // The one place that builds ioredis clients: a standalone Redis or a Cluster, set up to fail at once while Redis is away.
 import { once } from 'node:events'
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import { parseRedisAddress, type RedisAddress } from './address.js'
 
 /** The first reconnect attempt waits this long (ms); each next one waits twice as long, up to DEFAULT_RECONNECT_MAX_DELAY_MS. */
 export const DEFAULT_RECONNECT_BASE_DELAY_MS = 50
@@ -119,9 +120,9 @@ export function createRedisClient (options: RedisClientOptions): RedisConnection
 
   if (cluster == null) throw new TypeError('expected exactly one of options.url and options.cluster, got neither')
   if (cluster.length === 0) throw new TypeError('expected options.cluster to list at least one node, got []')
-  const urls = cluster.map((node, i) => parseRedisUrl(node, `options.cluster[${i}]`))
-  const first = urls[0] as URL
-  urls.forEach((node, i) => {
+  const nodes = cluster.map((node, i) => parseRedisUrl(node, `options.cluster[${i}]`))
+  const first = (nodes[0] as RedisAddress).url
+  nodes.forEach(({ url: node }, i) => {
     if (node.protocol !== first.protocol || node.username !== first.username || node.password !== first.password) {
       throw new TypeError(`expected options.cluster[${i}] to use the scheme and credentials of options.cluster[0], got ${redact(cluster[i] as string)}`)
     }
@@ -140,7 +141,7 @@ export function createRedisClient (options: RedisClientOptions): RedisConnection
       ...(first.protocol === 'rediss:' ? { tls: {} } : {})
     }
   }
-  const startupNodes = urls.map((node) => ({ host: node.hostname.replace(/^\[|\]$/g, ''), port: node.port === '' ? 6379 : Number(node.port) }))
+  const startupNodes = nodes.map(({ host, port }) => ({ host, port }))
   const client = new Cluster(startupNodes, clusterOptions)
   listen(client)
   return {
@@ -176,18 +177,13 @@ function positive (value: number, name: string): void {
   }
 }
 
-/** Parses a redis:// or rediss:// URL; the error quotes it with the password hidden. */
-function parseRedisUrl (value: string, path: string): URL {
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
+/** Parses a redis:// or rediss:// URL with a host; the error quotes it with the password hidden. */
+function parseRedisUrl (value: string, path: string): RedisAddress {
+  const address = parseRedisAddress(value)
+  if (address === null || address.host === '') {
     throw new TypeError(`expected ${path} to be a redis:// or rediss:// URL, got ${redact(value)}`)
   }
-  if ((url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') {
-    throw new TypeError(`expected ${path} to be a redis:// or rediss:// URL, got ${redact(value)}`)
-  }
-  return url
+  return address
 }
 
 /** The URL as it may be printed: the userinfo's password replaced by `***`. */

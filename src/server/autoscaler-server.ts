@@ -6,7 +6,7 @@ import { ClusterAdmin, ControlLoop, Journal, Lease, splitAddress } from '../auto
 import type { GatewayConfig } from '../config/index.js'
 import { problemFor } from '../core/index.js'
 import { AutoscalerMetrics } from '../metrics/index.js'
-import { connectNode, createRedisClient } from '../redis/index.js'
+import { connectNode, createRedisClient, parseRedisAddress, type RedisAddress } from '../redis/index.js'
 import { AccessLog } from './access-log.js'
 import { INSTANCE_ID_ENV } from './bulk-routes.js'
 import { createGatewayServer, onClientError } from './http-server.js'
@@ -43,8 +43,8 @@ export interface Autoscaler {
 
 /** `host:port` of a redis:// URL, 6379 when it names no port. */
 function addressOf (url: string): string {
-  const parsed = new URL(url)
-  return `${parsed.hostname}:${parsed.port === '' ? '6379' : parsed.port}`
+  // The config's checks only let Redis URLs through.
+  return (parseRedisAddress(url) as RedisAddress).address
 }
 
 /**

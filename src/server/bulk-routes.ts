@@ -8,7 +8,7 @@ import {
   type BulkItemResult, type BulkQueue, type BulkQueueStats, type QueuedItem
 } from '../bulk/index.js'
 import type { BulkConfig, GatewayConfig, RedisConfig, RouteConfig } from '../config/index.js'
-import { gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE_UTF8, problemFor, type ErrorCode } from '../core/index.js'
+import { closesConnection, gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE_UTF8, problemFor, retryAfterSeconds, type ErrorCode } from '../core/index.js'
 import type { BulkGauges, GatewayMetrics } from '../metrics/index.js'
 import type { RouteForwarder } from '../proxy/index.js'
 import { createRedisClient, readyWithin, type RedisConnection } from '../redis/index.js'
@@ -120,8 +120,7 @@ export abstract class BulkRoute {
   protected problem (write: BulkWrite, code: ErrorCode, detail: string, headers: readonly string[] = []): void {
     const problem = problemFor(code, detail, { route: this.route.id, requestId: write.requestId })
     const body = JSON.stringify(problem)
-    // Node would otherwise read and discard the whole refused body to keep the connection: however large it is.
-    const close = problem.status === 413 ? ['connection', 'close'] : []
+    const close = closesConnection(problem.status) ? ['connection', 'close'] : []
     this.write(write, problem.status, PROBLEM_CONTENT_TYPE_UTF8, Buffer.from(body), [...headers, ...close], code)
   }
 
@@ -182,8 +181,8 @@ export class SyncBulkRoute extends BulkRoute {
     }
     if (coalescer.full) {
       // A hint, not a promise: a batch's worth of items frees when the next one settles.
-      const retryAfterSeconds = Math.max(1, Math.ceil(coalescer.retryAfterMs / 1000))
-      this.refuse(write, 'BW_ERR_BULK_QUEUE_FULL', `${coalescer.maxPending} items of route ${this.route.id} are already waiting or in flight (maxPending); retry in ${retryAfterSeconds} s`, ['retry-after', String(retryAfterSeconds)])
+      const retryAfter = retryAfterSeconds(coalescer.retryAfterMs)
+      this.refuse(write, 'BW_ERR_BULK_QUEUE_FULL', `${coalescer.maxPending} items of route ${this.route.id} are already waiting or in flight (maxPending); retry in ${retryAfter} s`, ['retry-after', retryAfter])
       return
     }
     this.metrics.countBulkItems(this.route.id, 'accepted', 1)

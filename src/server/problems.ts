@@ -1,6 +1,6 @@
 // Problem+json answers through Fastify: the mapping of any error a handler throws to a gateway error, and the reply.
 import type { FastifyReply } from 'fastify'
-import { gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, type GatewayError, type Problem } from '../core/index.js'
+import { closesConnection, gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, type GatewayError, type Problem } from '../core/index.js'
 
 /** Fastify's own 4xx errors keep their status in a gateway code; anything else is an internal error, with no detail leaked. */
 export function asGatewayError (err: unknown): GatewayError {
@@ -13,7 +13,6 @@ export function asGatewayError (err: unknown): GatewayError {
 
 /** Sends `problem` as application/problem+json with its status. */
 export function replyProblem (reply: FastifyReply, problem: Problem): void {
-  // Node would otherwise read and discard the whole refused body to keep the connection: however large it is.
-  if (problem.status === 413) reply.header('connection', 'close')
+  if (closesConnection(problem.status)) reply.header('connection', 'close')
   reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem))
 }
