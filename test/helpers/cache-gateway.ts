@@ -1,9 +1,7 @@
 // A gateway for cache tests: a store (memory, Redis, Cluster), routes, and a clock the test moves; answers read whole.
-import type { AddressInfo } from 'node:net'
 import type { Test } from 'tap'
 import { request } from 'undici'
-import { parseConfig } from '../../src/config/index.js'
-import { buildServer } from '../../src/server/index.js'
+import { startGateway } from './gateway.js'
 import { parsePrometheus, series } from './prometheus.js'
 import { startRedis, startRedisCluster } from './redis.js'
 
@@ -15,12 +13,6 @@ export interface Answer { status: number, headers: Record<string, string | strin
 export const call = async (url: string, init: Parameters<typeof request>[1] = {}): Promise<Answer> => {
   const res = await request(url, init)
   return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
-}
-
-/** A clock the test moves: entries go stale without waiting. */
-export function fakeClock (): { now: () => number, advance: (ms: number) => void } {
-  let offset = 0
-  return { now: () => Date.now() + offset, advance: (ms) => { offset += ms } }
 }
 
 export interface CacheGateway {
@@ -52,11 +44,7 @@ let prefixes = 0
 export async function startCacheGateway (t: Test, store: string, routes: string, now: () => number = Date.now, commandTimeout = '1s'): Promise<CacheGateway> {
   // Each gateway writes under its own prefix: the Redis fixtures are shared by the tests of one store.
   const redis = store === '' ? '' : `${store}  keyPrefix: "t${++prefixes}:"\n  commandTimeout: ${commandTimeout}\n`
-  const config = parseConfig(`management:\n  token: ${CACHE_TEST_TOKEN}\n${redis}routes:\n${routes}`, 'cache.yaml', {})
-  const app = await buildServer({ ...config, server: { ...config.server, logLevel: 'silent' } }, { now })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  const { url } = await startGateway(t, `management:\n  token: ${CACHE_TEST_TOKEN}\n${redis}routes:\n${routes}`, { now })
   return {
     url,
     get: async (path, headers = {}) => await call(url + path, { headers }),

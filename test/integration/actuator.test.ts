@@ -5,22 +5,19 @@ import { connect } from 'node:net'
 import { once } from 'node:events'
 import t from 'tap'
 import { request } from 'undici'
-import type { FastifyInstance } from 'fastify'
 import { parseConfig } from '../../src/config/index.js'
 import type { BreakerRegistry, CircuitBreaker, Permit } from '../../src/resilience/index.js'
 import { buildServer } from '../../src/server/index.js'
+import { startGateway as startTestGateway, type Gateway } from '../helpers/gateway.js'
 import { parsePrometheus, series, valueOf } from '../helpers/prometheus.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitUntil } from '../helpers/wait.js'
 
 interface TapLike { teardown: (fn: () => unknown) => void }
 
-interface TestGateway {
-  readonly url: string
-  readonly app: FastifyInstance
+/** A gateway with its real BreakerRegistry. */
+interface TestGateway extends Gateway {
   readonly breakers: BreakerRegistry
-  /** The management listener's URL, or the main one when /actuator is on the main port. */
-  readonly actuatorUrl: string
 }
 
 const TOKEN = 's3cret-token'
@@ -29,14 +26,8 @@ const PACKAGE = JSON.parse(readFileSync(new URL('../../package.json', import.met
 
 /** A gateway from YAML; its real BreakerRegistry (app.breakers) feeds the gateway's metrics. */
 async function startGateway (t: TapLike, yaml: string, env: Record<string, string> = {}): Promise<TestGateway> {
-  const loaded = parseConfig(yaml, 'test.yaml', env)
-  const app = await buildServer({ ...loaded, server: { ...loaded.server, logLevel: 'silent' } })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-  const management = app.managementServer
-  const actuatorUrl = management === null ? url : `http://127.0.0.1:${(management.server.address() as AddressInfo).port}`
-  return { url, app, breakers: app.breakers, actuatorUrl }
+  const gw = await startTestGateway(t, yaml, { env })
+  return { ...gw, breakers: gw.app.breakers }
 }
 
 function routes (upstream: string, breaker = '{failureThreshold: 2}'): string {

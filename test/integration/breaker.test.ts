@@ -1,11 +1,9 @@
 // Circuit breakers and retries on the proxy path: a real flaky origin behind a real gateway.
 import type { ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { parseConfig } from '../../src/config/index.js'
-import { buildServer } from '../../src/server/index.js'
+import { FakeClock } from '../helpers/clock.js'
 import { startGateway } from '../helpers/gateway.js'
 import { parsePrometheus, valueOf } from '../helpers/prometheus.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
@@ -41,10 +39,8 @@ const get = async (url: string, init: Parameters<typeof request>[1] = {}): Promi
 async function startLoggedGateway (t: Test, level: string, yaml: string): Promise<{ url: string, lines: Array<Record<string, unknown>> }> {
   const lines: Array<Record<string, unknown>> = []
   const logger = pino({ level }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
-  const app = await buildServer(parseConfig(yaml, 'test.yaml', {}), { logger })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, lines }
+  const { url } = await startGateway(t, yaml, { logger })
+  return { url, lines }
 }
 
 t.test('opens after exactly failureThreshold consecutive failures; while open the upstream sees nothing', async (t) => {
@@ -75,32 +71,31 @@ routes:
 
 t.test('half-open after recoveryTimeout: exactly halfOpenCalls trials; success closes, failure reopens with backoff', async (t) => {
   const origin = await flakyUpstream(t)
+  const clock = FakeClock.wall()
   const gw = await startGateway(t, `
 routes:
   - id: catalog
     prefix: /
     upstream: ${origin.url}
     breaker: {failureThreshold: 1, recoveryTimeout: 1s, halfOpenCalls: 2, recoveryBackoff: {multiplier: 3, max: 5s}}
-`)
+`, { now: clock.now })
   origin.mode('fail')
   t.equal((await get(`${gw.url}/x`)).status, 500)
   t.equal((await get(`${gw.url}/x`)).status, 503, 'open')
 
   // The first trial fails: open again, for three times as long.
-  await waitUntil(async () => (await get(`${gw.url}/x`)).status === 500, 'a half-open trial', 3_000)
+  clock.advance(1_000)
+  t.equal((await get(`${gw.url}/x`)).status, 500, 'a half-open trial')
   const reopened = await get(`${gw.url}/x`)
   t.equal(reopened.status, 503)
   t.ok(Number(reopened.headers['retry-after']) >= 2, `the second open waits longer (Retry-After ${String(reopened.headers['retry-after'])})`)
 
   origin.mode('slow')
   const before = origin.received.length
-  await waitUntil(async () => {
-    // Three concurrent calls once half-open: two trials go through, the third is refused.
-    const answers = await Promise.all([0, 1, 2].map(async () => (await get(`${gw.url}/x`)).status))
-    if (answers.every((status) => status === 503)) return false
-    t.same(answers.sort(), [200, 200, 503], 'exactly halfOpenCalls trials')
-    return true
-  }, 'half-open after the longer wait', 6_000)
+  clock.advance(3_000)
+  // Three concurrent calls once half-open after the longer wait: two trials go through, the third is refused.
+  const answers = await Promise.all([0, 1, 2].map(async () => (await get(`${gw.url}/x`)).status))
+  t.same(answers.sort(), [200, 200, 503], 'exactly halfOpenCalls trials')
   t.equal(origin.received.length - before, 2)
   origin.mode('ok')
   t.equal((await get(`${gw.url}/x`)).status, 200, 'closed after the trials succeeded')

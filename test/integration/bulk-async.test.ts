@@ -1,13 +1,10 @@
 // Async bulk routes end to end: 202 with the item's id once queued (memory, Redis, Redis Cluster), batches with X-Bulk-Item-Ids, dead letters and redrive.
-import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import type { BulkRouteStatus } from '../../src/actuator/index.js'
-import { parseConfig } from '../../src/config/index.js'
-import { buildServer } from '../../src/server/index.js'
 import { startGateway, type Gateway } from '../helpers/gateway.js'
 import { parsePrometheus, valueOf } from '../helpers/prometheus.js'
 import { startRedis, startRedisCluster, type RedisServer } from '../helpers/redis.js'
@@ -402,18 +399,14 @@ t.test('a queue that fails while Redis is away: the sender warns once per 30 s a
   const origin = await startUpstream(t, (_req, res) => { res.writeHead(204); res.end() })
   const lines: Array<Record<string, unknown>> = []
   const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
-  const config = parseConfig(`
+  const { url } = await startGateway(t, `
 redis: {url: '${redis.url}', commandTimeout: 1s}
 routes:
   - id: events
     prefix: /api/events
     upstream: ${origin.url}
     bulk: {path: ${BULK_PATH}, mode: async, batchSize: 10, maxWait: 5ms}
-`, 'bulk.yaml', {})
-  const app = await buildServer(config, { logger, instanceId: 'gw-warn' })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+`, { logger, instanceId: 'gw-warn' })
   const warnings = (): unknown[] => lines.filter((line) => typeof line.msg === 'string' && line.msg.startsWith('bulk queue of route events failed'))
 
   await redis.kill()

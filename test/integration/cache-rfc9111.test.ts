@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { cacheRoute as route, call, fakeClock, startCacheGateway as startGateway } from '../helpers/cache-gateway.js'
+import { cacheRoute as route, call, startCacheGateway as startGateway } from '../helpers/cache-gateway.js'
+import { FakeClock } from '../helpers/clock.js'
 import { startRedis } from '../helpers/redis.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { waitUntil, withDeadline } from '../helpers/wait.js'
@@ -39,7 +40,7 @@ async function startPythonServer (t: Test): Promise<{ url: string, write: (text:
 
 t.test('behind python3 -m http.server, whose 304 has no Last-Modified: refetched after the ttl, never stuck at STALE', async (t) => {
   const python = await startPythonServer(t)
-  const clock = fakeClock()
+  const clock = FakeClock.wall()
   const gw = await startGateway(t, '', route(python.url, '{ttl: 1s, staleIfError: 5m}'), clock.now)
   t.equal((await gw.get('/doc.txt')).headers['x-cache'], 'MISS')
   t.equal((await gw.get('/doc.txt')).headers['x-cache'], 'HIT')
@@ -77,7 +78,7 @@ async function conditionalOrigin (t: Test, notModified: () => Record<string, str
 t.test('a 304 that repeats the stored validator refreshes the entry; one with another validator is fetched again', async (t) => {
   let tag = '"a"'
   const origin = await conditionalOrigin(t, () => ({ etag: tag, 'cache-control': 'max-age=1' }), { etag: '"a"', 'cache-control': 'max-age=1' })
-  const clock = fakeClock()
+  const clock = FakeClock.wall()
   const gw = await startGateway(t, '', route(origin.url), clock.now)
   await gw.get('/doc')
   clock.advance(2_000)
@@ -104,7 +105,7 @@ t.test('an origin that answers 304 to a request without validators gets its 304 
     res.writeHead(200, { 'last-modified': 'Sun, 06 Nov 1994 08:49:37 GMT', 'cache-control': 'max-age=1' })
     res.end('whole')
   })
-  const clock = fakeClock()
+  const clock = FakeClock.wall()
   const gw = await startGateway(t, '', route(origin.url), clock.now)
   await gw.get('/doc')
   clock.advance(2_000)
@@ -124,7 +125,7 @@ t.test('stale-while-revalidate: a background refresh whose 304 selects nothing f
     res.writeHead(200, { 'last-modified': 'Sun, 06 Nov 1994 08:49:37 GMT', 'cache-control': 'max-age=1, stale-while-revalidate=60' })
     res.end(`version ${version}`)
   })
-  const clock = fakeClock()
+  const clock = FakeClock.wall()
   const gw = await startGateway(t, '', route(origin.url), clock.now)
   await gw.get('/doc')
   version = 2
@@ -178,7 +179,7 @@ for (const [name, startStore] of [
         res.writeHead(200, headers)
         res.end(req.url)
       })
-      const clock = fakeClock()
+      const clock = FakeClock.wall()
       const gw = await startGateway(t, store, route(origin.url), clock.now)
       const twice = async (path: string): Promise<string[]> => [String((await gw.get(path)).headers['x-cache']), String((await gw.get(path)).headers['x-cache'])]
       t.same(await twice('/cdn'), ['MISS', 'HIT'], 'Cache-Control: no-store is overridden')

@@ -1,11 +1,10 @@
 // The response cache end to end: a real origin, a real gateway, and each store (memory, Redis, Redis Cluster) in turn.
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
-import { parseConfig } from '../../src/config/index.js'
-import { buildServer } from '../../src/server/index.js'
-import { CACHE_TEST_TOKEN as TOKEN, cacheRoute as route, call, fakeClock, startCacheGateway as startGateway, STORES, type Answer } from '../helpers/cache-gateway.js'
+import { CACHE_TEST_TOKEN as TOKEN, cacheRoute as route, call, startCacheGateway as startGateway, STORES, type Answer } from '../helpers/cache-gateway.js'
+import { FakeClock } from '../helpers/clock.js'
+import { startGateway as startPlainGateway } from '../helpers/gateway.js'
 import { startRedis } from '../helpers/redis.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { waitUntil } from '../helpers/wait.js'
@@ -29,7 +28,7 @@ for (const [name, startStore] of STORES) {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=60' })
         res.end(bytes)
       })
-      const clock = fakeClock()
+      const clock = FakeClock.wall()
       const gw = await startGateway(t, store, route(origin.url), clock.now)
       const first = await gw.get('/bin?b=2&a=1')
       t.equal(first.headers['x-cache'], 'MISS')
@@ -63,7 +62,7 @@ for (const [name, startStore] of STORES) {
           default: return {}
         }
       })
-      const clock = fakeClock()
+      const clock = FakeClock.wall()
       const gw = await startGateway(t, store, route(origin.url, '{ttl: 60s}'), clock.now)
       const twice = async (path: string, headers?: Record<string, string>): Promise<string> => {
         await gw.get(path, headers)
@@ -88,7 +87,7 @@ for (const [name, startStore] of STORES) {
 
     t.test('Vary: the response\'s fields must match; the route\'s vary keeps one entry per value', async (t) => {
       const origin = await scriptedOrigin(t, () => ({ 'cache-control': 'max-age=60', vary: 'accept-language' }))
-      const clock = fakeClock()
+      const clock = FakeClock.wall()
       const gw = await startGateway(t, store, route(origin.url) + route(origin.url, '{vary: [accept-language]}').replace('id: c', 'id: v').replace('prefix: /', 'prefix: /v'), clock.now)
       const lang = async (path: string, language: string): Promise<string> => (await gw.get(path, { 'accept-language': language })).headers['x-cache'] as string
       t.same([await lang('/x', 'en'), await lang('/x', 'en'), await lang('/x', 'fr'), await lang('/x', 'fr')], ['MISS', 'HIT', 'MISS', 'HIT'])
@@ -105,7 +104,7 @@ for (const [name, startStore] of STORES) {
         res.writeHead(200, { etag: '"v1"', 'cache-control': 'max-age=1', 'content-type': 'text/plain' })
         res.end('version 1')
       })
-      const clock = fakeClock()
+      const clock = FakeClock.wall()
       const gw = await startGateway(t, store, route(origin.url), clock.now)
       t.equal((await gw.get('/doc', { 'if-none-match': '"v1"' })).status, 200, 'a miss is fetched whole, for the cache')
       t.equal(origin.received[0]?.headers['if-none-match'], undefined)
@@ -133,7 +132,7 @@ for (const [name, startStore] of STORES) {
         if (version === 1) answer()
         else held.then(answer, () => {})
       })
-      const clock = fakeClock()
+      const clock = FakeClock.wall()
       const gw = await startGateway(t, store, route(origin.url, '{staleWhileRevalidate: 30s}'), clock.now)
       await gw.get('/doc')
       version = 2
@@ -153,7 +152,7 @@ for (const [name, startStore] of STORES) {
         res.writeHead(failing ? 500 : 200, { 'cache-control': 'max-age=1', 'content-type': 'text/plain' })
         res.end(failing ? 'boom' : 'good')
       })
-      const clock = fakeClock()
+      const clock = FakeClock.wall()
       const gw = await startGateway(t, store, route(origin.url, '{staleIfError: 5m}', '    breaker: {failureThreshold: 2}\n'), clock.now)
       await gw.get('/doc')
       clock.advance(2_000)
@@ -173,7 +172,7 @@ for (const [name, startStore] of STORES) {
 
     t.test('an upstream that is down: stale within stale-if-error, 502 without an entry', async (t) => {
       const origin = await scriptedOrigin(t, () => ({ 'cache-control': 'max-age=1' }))
-      const clock = fakeClock()
+      const clock = FakeClock.wall()
       const gw = await startGateway(t, store, route(origin.url, '{staleIfError: 5m}'), clock.now)
       await gw.get('/doc')
       await origin.close()
@@ -271,7 +270,7 @@ t.test('the in-process tier answers repeat reads while Redis hangs', async (t) =
 
 t.test('a background refresh that fails leaves the stale entry in place and counts the failure', async (t) => {
   const origin = await scriptedOrigin(t, () => ({ 'cache-control': 'max-age=1' }))
-  const clock = fakeClock()
+  const clock = FakeClock.wall()
   const gw = await startGateway(t, '', route(origin.url, '{staleWhileRevalidate: 1m}'), clock.now)
   await gw.get('/doc')
   await origin.close()
@@ -288,11 +287,7 @@ t.test('a Redis that is away at start: the gateway starts, bypasses the cache, a
   const origin = await scriptedOrigin(t, () => ({ 'cache-control': 'max-age=60' }))
   const lines: Array<Record<string, unknown>> = []
   const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
-  const config = parseConfig(`redis:\n  url: ${redis.url}\n  connectTimeout: 200ms\nroutes:\n${route(origin.url)}`, 'cache.yaml', {})
-  const app = await buildServer(config, { logger })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  const { url } = await startPlainGateway(t, `redis:\n  url: ${redis.url}\n  connectTimeout: 200ms\nroutes:\n${route(origin.url)}`, { logger })
   for (let i = 0; i < 10; i++) t.equal((await call(`${url}/doc`)).headers['x-cache'], 'BYPASS')
   const warnings = lines.filter((line) => typeof line.msg === 'string' && line.msg.startsWith('cache bypassed'))
   t.equal(warnings.length, 1, 'one warning for ten bypasses and the reconnect attempts')
@@ -310,11 +305,7 @@ t.test('concurrent misses on two gateway instances sharing Redis send one upstre
   // Both instances write under one prefix, as the replicas of one deployment do.
   const store = `redis:\n  url: ${redis.url}\n  keyPrefix: "shared:"\n  commandTimeout: 1s\n`
   const instances = await Promise.all([0, 1].map(async () => {
-    const config = parseConfig(`${store}routes:\n${route(origin.url)}`, 'cache.yaml', {})
-    const app = await buildServer({ ...config, server: { ...config.server, logLevel: 'silent' } })
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    t.teardown(() => app.close())
-    return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    return (await startPlainGateway(t, `${store}routes:\n${route(origin.url)}`)).url
   }))
   // The Host is in the key: replicas behind one load balancer see the same one.
   const answers = await Promise.all(Array.from({ length: 40 }, async (_, i) =>

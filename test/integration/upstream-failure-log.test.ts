@@ -5,9 +5,9 @@ import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import t from 'tap'
 import { request } from 'undici'
-import { parseConfig } from '../../src/config/index.js'
-import { buildServer } from '../../src/server/index.js'
 import { FAILURE_SUMMARY_INTERVAL_MS } from '../../src/server/upstream-failure-log.js'
+import { FakeClock } from '../helpers/clock.js'
+import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/wait.js'
 
 t.test('a refused upstream: one warn line without a stack for the first failure, then one summary with the count', async (t) => {
@@ -26,17 +26,14 @@ t.test('a refused upstream: one warn line without a stack for the first failure,
       lines.push(JSON.parse(line) as Record<string, unknown>)
     }
   })
-  const clock = { now: 1_000_000 }
-  const app = await buildServer(parseConfig(`
+  const clock = new FakeClock(() => 1_000_000)
+  const { url } = await startGateway(t, `
 routes:
   - id: gone
     prefix: /
     upstream: http://127.0.0.1:${port}
     breaker: {mode: off}
-`, 'test.yaml', {}), { logger, now: () => clock.now })
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  t.teardown(() => app.close())
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+`, { logger, now: clock.now })
 
   const get = async (id: string): Promise<number> => {
     const res = await request(`${url}/x`, { headers: { 'x-request-id': id } })
@@ -61,13 +58,13 @@ routes:
   t.equal(accessLines.length, 20, 'each request still has its access line')
   t.match(accessLines[19], { requestId: 'refused-19', status: 502, code: 'BW_ERR_UPSTREAM_UNREACHABLE' }, 'with the code of the failure')
 
-  clock.now += FAILURE_SUMMARY_INTERVAL_MS
+  clock.advance(FAILURE_SUMMARY_INTERVAL_MS)
   t.equal(await get('refused-20'), 502)
   t.equal(warnings().length, 2, 'the failure after the interval brings one summary')
   t.match(warnings()[1], { route: 'gone', upstream: `http://127.0.0.1:${port}`, failures: 20, overMs: FAILURE_SUMMARY_INTERVAL_MS, msg: /^20 more failures of the upstream of route gone/ })
 
   t.equal(await get('refused-21'), 502)
-  clock.now += FAILURE_SUMMARY_INTERVAL_MS
+  clock.advance(FAILURE_SUMMARY_INTERVAL_MS)
   // The gateway looks for summaries due every second, on its clock.
   await waitUntil(() => warnings().length === 3, 'the summary of an interval no failure ended')
   t.match(warnings()[2], { failures: 1, msg: /^1 more failure of the upstream of route gone/ })

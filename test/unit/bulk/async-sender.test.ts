@@ -3,65 +3,11 @@ import t from 'tap'
 import {
   ASYNC_QUEUE_RETRY_MAX_MS, AsyncSender, BULK_ITEM_IDS_HEADER, DEAD_LETTER_BODY_CHARS, DEFAULT_ASYNC_IDLE_POLL_MS,
   DEFAULT_BULK_BATCH_SIZE, DEFAULT_BULK_CONCURRENCY, DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_WAIT_MS, MemoryQueue,
-  bulkItemIds, type AsyncSenderOptions, type BulkItemResult, type BulkQueue, type BulkQueueStats, type CoalescerClock,
+  bulkItemIds, type AsyncSenderOptions, type BulkItemResult, type BulkQueue, type BulkQueueStats,
   type DeadLetter, type FailedItem, type QueuedItem
 } from '../../../src/bulk/index.js'
 import { gatewayError } from '../../../src/core/index.js'
-
-interface FakeTimer {
-  readonly at: number
-  readonly callback: () => void
-}
-
-/** A clock whose timers run only when the test moves it, each at its own time, earliest first. */
-class FakeClock implements CoalescerClock {
-  time = 0
-  readonly timers = new Map<number, FakeTimer>()
-  #nextId = 1
-
-  now (): number {
-    return this.time
-  }
-
-  setTimeout (callback: () => void, ms: number): number {
-    const id = this.#nextId++
-    this.timers.set(id, { at: this.time + ms, callback })
-    return id
-  }
-
-  clearTimeout (handle: unknown): void {
-    this.timers.delete(handle as number)
-  }
-
-  /** The earliest timer due by `target`, removed. */
-  take (target: number): FakeTimer | undefined {
-    let next: [number, FakeTimer] | undefined
-    for (const entry of this.timers) {
-      if (entry[1].at <= target && (next === undefined || entry[1].at < next[1].at)) next = entry
-    }
-    if (next === undefined) return undefined
-    this.timers.delete(next[0])
-    return next[1]
-  }
-}
-
-/** Runs every queued promise callback: one event-loop turn, no time on any clock. */
-const turn = async (): Promise<void> => {
-  await new Promise<void>((resolve) => { setImmediate(resolve) })
-}
-
-/** Moves the clock by `ms`, firing each timer at its time and letting the sender react before the next one. */
-const elapse = async (clock: FakeClock, ms: number): Promise<void> => {
-  const target = clock.time + ms
-  await turn()
-  for (let timer = clock.take(target); timer !== undefined; timer = clock.take(target)) {
-    clock.time = timer.at
-    timer.callback()
-    await turn()
-  }
-  clock.time = target
-  await turn()
-}
+import { FakeClock, turn } from '../../helpers/clock.js'
 
 type QueueOperation = 'take' | 'touch' | 'ack' | 'deadLetter'
 
@@ -233,15 +179,15 @@ t.test('a full batch goes at once; with every slot taken the sender takes nothin
   t.same(batches(r), [['a', 'b', 'c'], ['d', 'e', 'f']], 'two full batches, in order, without waiting')
   t.equal(r.sender.inFlight, 6)
   t.match(await r.queue.stats(), { pending: 7 })
-  await elapse(r.clock, 10_000)
+  await r.clock.elapse(10_000)
   t.equal(r.calls.length, 2, 'no slot, no take, however long')
   t.same(r.queue.calls.filter((call) => call.operation === 'take').length, 2)
   await accept(r, 0)
   t.same(r.delivered, [3])
   t.equal(r.calls.length, 2, 'g was taken when the slot freed, and waits for company')
-  await elapse(r.clock, DEFAULT_BULK_MAX_WAIT_MS - 1)
+  await r.clock.elapse(DEFAULT_BULK_MAX_WAIT_MS - 1)
   t.equal(r.calls.length, 2)
-  await elapse(r.clock, 1)
+  await r.clock.elapse(1)
   t.same(batches(r), [['a', 'b', 'c'], ['d', 'e', 'f'], ['g']], 'g goes maxWaitMs after its take')
   await accept(r, 1)
   await accept(r, 2)
@@ -256,10 +202,10 @@ t.test('idle, it looks at the queue every idlePollMs; notify() makes it look at 
   const takes = (): number => r.queue.calls.filter((call) => call.operation === 'take').length
   t.equal(takes(), 1, 'one look at the start')
   await appendAll(r, ['a'])
-  await elapse(r.clock, 99)
+  await r.clock.elapse(99)
   t.equal(takes(), 1)
   t.equal(r.calls.length, 0, 'appended without a notify: found at the next poll')
-  await elapse(r.clock, 1)
+  await r.clock.elapse(1)
   t.same(batches(r), [['a']])
   await accept(r, 0)
   const before = takes()
@@ -297,7 +243,7 @@ t.test('a batch is cut before the item that would pass maxBatchBytes, and goes a
   await turn()
   t.same(batches(r), [['1234', '5678'], ['9abc'], ['this one is too big']], 'full by bytes: no wait')
   t.equal(r.sender.inFlight, 5, 'x waits for company')
-  await elapse(r.clock, DEFAULT_BULK_MAX_WAIT_MS)
+  await r.clock.elapse(DEFAULT_BULK_MAX_WAIT_MS)
   t.same(batches(r).at(-1), ['x'])
 })
 
@@ -369,7 +315,7 @@ t.test('a failing take is reported and retried after 50, 100, 200... ms, capped;
   r.sender.start()
   await turn()
   r.sender.notify()
-  await elapse(r.clock, 5000)
+  await r.clock.elapse(5000)
   const takes = r.queue.calls.filter((call) => call.operation === 'take').map((call) => call.at)
   t.same(takes, [0, 50, 150, 350, 750, 1550, 2550, 3550], 'waits double up to ASYNC_QUEUE_RETRY_MAX_MS')
   t.equal(ASYNC_QUEUE_RETRY_MAX_MS, 1000)
@@ -381,9 +327,9 @@ t.test('a failing take is reported and retried after 50, 100, 200... ms, capped;
   const before = count()
   r.queue.failing.take = 1
   r.sender.notify()
-  await elapse(r.clock, 49)
+  await r.clock.elapse(49)
   t.equal(count(), before + 1, 'the notified take failed')
-  await elapse(r.clock, 1)
+  await r.clock.elapse(1)
   t.equal(count(), before + 2, 'a success in between reset the wait to 50 ms')
 })
 
@@ -399,12 +345,12 @@ t.test('a failing ack or dead-letter is retried until it goes through, its slot 
   await turn()
   t.same(r.errors, ['deadLetter failed: Connection is closed.'])
   t.equal(r.sender.inFlight, 3, 'held until settled')
-  await elapse(r.clock, 50)
+  await r.clock.elapse(50)
   t.same(r.errors, ['deadLetter failed: Connection is closed.', 'ack failed: Connection is closed.'])
-  await elapse(r.clock, 50)
+  await r.clock.elapse(50)
   t.equal(r.errors.length, 3, 'the ack failed again: 100 ms to the next try')
   t.equal(r.sender.inFlight, 3)
-  await elapse(r.clock, 100)
+  await r.clock.elapse(100)
   t.equal(r.sender.inFlight, 0)
   t.same(await r.queue.stats(), { pending: 0, deadLetters: 1, oldestAgeMs: 0 })
   t.same(r.delivered, [2])
@@ -417,22 +363,22 @@ t.test('held items are touched every third of claimAfterMs while a batch is out;
   await turn()
   t.same(batches(r), [['a', 'b']])
   const touches = (): Array<[number, string[]]> => r.queue.calls.filter((call) => call.operation === 'touch').map((call) => [call.at, call.ids])
-  await elapse(r.clock, 99)
+  await r.clock.elapse(99)
   t.same(touches(), [])
-  await elapse(r.clock, 1)
+  await r.clock.elapse(1)
   t.same(touches(), [[100, [a, b]]])
   r.queue.failing.touch = 1
-  await elapse(r.clock, 100)
+  await r.clock.elapse(100)
   t.same(r.errors, ['touch failed: Connection is closed.'])
   await accept(r, 0)
   t.same(batches(r), [['a', 'b']], 'c was taken and waits up to maxWait')
-  await elapse(r.clock, 100)
+  await r.clock.elapse(100)
   t.same(touches().at(-1), [300, [c]], 'the buffered item is touched too')
-  await elapse(r.clock, 900)
+  await r.clock.elapse(900)
   t.same(batches(r), [['a', 'b'], ['c']])
   await accept(r, 1)
   const count = touches().length
-  await elapse(r.clock, 1000)
+  await r.clock.elapse(1000)
   t.equal(touches().length, count, 'nothing held, nothing touched')
 })
 
@@ -453,7 +399,7 @@ t.test('stop on a durable queue sends what it holds at once, takes nothing more,
   await r.queue.append(buf('f'))
   r.sender.notify()
   r.sender.start()
-  await elapse(r.clock, 10_000)
+  await r.clock.elapse(10_000)
   t.equal(r.calls.length, 3, 'stopped for good')
   t.match(await r.queue.stats(), { pending: 1 }, 'f stays in the queue for another instance')
   t.equal(await r.sender.stop(0), true, 'stopping again')
@@ -467,9 +413,9 @@ t.test('stop leaves what is still out at its deadline in a durable queue, and re
   const stopped = r.sender.stop(1000)
   let result: boolean | undefined
   stopped.then((value) => { result = value }, () => {})
-  await elapse(r.clock, 999)
+  await r.clock.elapse(999)
   t.equal(result, undefined)
-  await elapse(r.clock, 1)
+  await r.clock.elapse(1)
   t.equal(result, false)
   t.equal(r.sender.inFlight, 2, 'a and b are still out')
   t.match(await r.queue.stats(), { pending: 3 }, 'nothing was lost: a and b unsettled, c never taken')
@@ -477,7 +423,7 @@ t.test('stop leaves what is still out at its deadline in a durable queue, and re
   await accept(r, 0)
   t.same(r.errors, ['ack failed: Connection is closed.'], 'a late ack past the deadline is tried once')
   t.equal(r.sender.inFlight, 0)
-  await elapse(r.clock, 10_000)
+  await r.clock.elapse(10_000)
   t.equal(r.queue.calls.filter((call) => call.operation === 'ack').length, 1, 'and not retried')
   t.equal(r.calls.length, 1)
 })
@@ -506,12 +452,12 @@ t.test('draining goes on through take failures, until its deadline', async (t) =
   await accept(r, 0)
   let result: boolean | undefined
   stopped.then((value) => { result = value }, () => {})
-  await elapse(r.clock, 500)
+  await r.clock.elapse(500)
   t.equal(result, false)
   t.ok(r.errors.length >= 4, `${r.errors.length} failed takes while draining`)
   t.match(await r.queue.stats(), { pending: 1 }, 'b could not be taken')
   const takes = r.queue.calls.filter((call) => call.operation === 'take').length
-  await elapse(r.clock, 10_000)
+  await r.clock.elapse(10_000)
   t.equal(r.queue.calls.filter((call) => call.operation === 'take').length, takes, 'the loop ended at the deadline')
 })
 

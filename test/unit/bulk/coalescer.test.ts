@@ -2,53 +2,10 @@
 import t from 'tap'
 import {
   Coalescer, CoalescerClosedError, CoalescerFullError, DEFAULT_BULK_BATCH_SIZE, DEFAULT_BULK_CONCURRENCY,
-  DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_PENDING, DEFAULT_BULK_MAX_WAIT_MS, type CoalescerClock,
+  DEFAULT_BULK_MAX_BATCH_BYTES, DEFAULT_BULK_MAX_PENDING, DEFAULT_BULK_MAX_WAIT_MS,
   type CoalescerOptions
 } from '../../../src/bulk/index.js'
-
-interface FakeTimer {
-  readonly at: number
-  readonly callback: () => void
-}
-
-/** A clock whose timers run only when the test advances it, each at its own time, earliest first. */
-class FakeClock implements CoalescerClock {
-  time = 0
-  readonly timers = new Map<number, FakeTimer>()
-  /** Timers set so far, cleared ones included. */
-  armed = 0
-  #nextId = 1
-
-  now (): number {
-    return this.time
-  }
-
-  setTimeout (callback: () => void, ms: number): number {
-    const id = this.#nextId++
-    this.armed++
-    this.timers.set(id, { at: this.time + ms, callback })
-    return id
-  }
-
-  clearTimeout (handle: unknown): void {
-    this.timers.delete(handle as number)
-  }
-
-  advance (ms: number): void {
-    const target = this.time + ms
-    for (;;) {
-      let next: [number, FakeTimer] | undefined
-      for (const entry of this.timers) {
-        if (entry[1].at <= target && (next === undefined || entry[1].at < next[1].at)) next = entry
-      }
-      if (next === undefined) break
-      this.timers.delete(next[0])
-      this.time = next[1].at
-      next[1].callback()
-    }
-    this.time = target
-  }
-}
+import { FakeClock } from '../../helpers/clock.js'
 
 /** One dispatch call, settled by the test. */
 interface Call {
