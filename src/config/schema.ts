@@ -82,6 +82,8 @@ export const DEFAULT_MIGRATION_TIMEOUT = '5s'
 export const DEFAULT_MEMORY_STORE_ENTRIES = 10_000
 /** The environment variable that configures a standalone Redis when the file has no `redis:` block. */
 export const REDIS_URL_ENV = 'BREAKWATER_REDIS_URL'
+/** The environment variable naming this gateway instance: each async bulk route's consumer and the autoscaler's lease holder (default: the host name). */
+export const INSTANCE_ID_ENV = 'BREAKWATER_INSTANCE_ID'
 
 // `x-expected` says, in words, what a value must look like; config errors quote it as "expected <x-expected>, got <value>".
 const duration = (description: string, defaultValue?: string): TString =>

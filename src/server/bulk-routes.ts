@@ -4,10 +4,10 @@ import { hostname } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { BulkRouteStatus } from '../actuator/index.js'
 import {
-  AsyncSender, BULK_ITEM_IDS_HEADER, bulkItemIds, BulkWriter, Coalescer, MemoryQueue, StreamQueue,
+  AsyncSender, BULK_ITEM_IDS_HEADER, bulkItemIds, BulkWriter, Coalescer, contentTypeRefusal, itemOf, MemoryQueue, StreamQueue,
   type BulkItemResult, type BulkQueue, type BulkQueueStats, type QueuedItem
 } from '../bulk/index.js'
-import type { BulkConfig, GatewayConfig, RedisConfig, RouteConfig } from '../config/index.js'
+import { INSTANCE_ID_ENV, type BulkConfig, type GatewayConfig, type RedisConfig, type RouteConfig } from '../config/index.js'
 import { closesConnection, gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE_UTF8, problemFor, retryAfterSeconds, type ErrorCode } from '../core/index.js'
 import type { BulkGauges, GatewayMetrics } from '../metrics/index.js'
 import type { RouteForwarder } from '../proxy/index.js'
@@ -25,9 +25,6 @@ export interface BulkWrite {
   /** Records the answer once it is written: metrics and the access log, as the server records every answer. */
   readonly answered: (status: number, code: ErrorCode | null) => void
 }
-
-/** The environment variable naming this gateway instance in each async route's consumer group (default: the host name). */
-export const INSTANCE_ID_ENV = 'BREAKWATER_INSTANCE_ID'
 
 /** How often an async route re-reads its queue's length for maxPending, in ms: between reads, appends are counted here. */
 const QUEUE_LENGTH_REFRESH_MS = 1000
@@ -433,25 +430,6 @@ export function instanceIdFrom (env: NodeJS.ProcessEnv): string {
   return id !== undefined && id !== '' ? id : hostname()
 }
 
-/** RFC 6839 section 3.1: `+json` media types are JSON too. */
-const JSON_MEDIA_TYPE = /^application\/(?:json|[a-z0-9!#$&^_.+-]+\+json)$/
-
-/** Why a body with these headers cannot be an item (RFC 9110 sections 8.3 and 8.4), or null when it can. */
-function contentTypeRefusal (contentType: string | undefined, contentEncoding: string | undefined): string | null {
-  if (contentType === 'application/json' && contentEncoding === undefined) return null
-  if (contentType === undefined) return 'send the item with Content-Type: application/json'
-  const [mediaType = '', ...parameters] = contentType.split(';')
-  if (!JSON_MEDIA_TYPE.test(mediaType.trim().toLowerCase())) return `expected Content-Type application/json, got ${contentType}`
-  for (const parameter of parameters) {
-    const [name = '', value = ''] = parameter.split('=')
-    if (name.trim().toLowerCase() === 'charset' && !/^"?utf-8"?$/i.test(value.trim())) return `JSON is UTF-8 (RFC 8259 section 8.1), got ${contentType}`
-  }
-  if (contentEncoding !== undefined && contentEncoding.trim().toLowerCase() !== 'identity') {
-    return `the gateway does not decode Content-Encoding ${contentEncoding}: send the item uncompressed`
-  }
-  return null
-}
-
 /** The body as one buffer, or null once it passes `limit` bytes (the rest is not read). */
 function readBody (req: IncomingMessage, limit: number, done: (err: Error | null, body: Buffer | null) => void): void {
   const chunks: Buffer[] = []
@@ -476,27 +454,4 @@ function readBody (req: IncomingMessage, limit: number, done: (err: Error | null
   req.on('end', onEnd)
   req.on('error', onError)
   req.on('close', onClose)
-}
-
-const WHITESPACE = new Set([0x20, 0x09, 0x0a, 0x0d])
-
-/**
- * The item as sent upstream (the client's bytes, without surrounding whitespace), or why it is not one: one JSON
- * value (RFC 8259), and for ndjson one that fits on its line.
- */
-function itemOf (body: Buffer, format: BulkConfig['format']): Buffer | string {
-  let start = 0
-  let end = body.length
-  while (start < end && WHITESPACE.has(body[start] as number)) start++
-  while (end > start && WHITESPACE.has(body[end - 1] as number)) end--
-  if (start === end) return 'the body is empty: an item is one JSON value'
-  const item = body.subarray(start, end)
-  try {
-    JSON.parse(item.toString('utf8'))
-  } catch (err) {
-    return `the body is not JSON: ${(err as Error).message}`
-  }
-  // Inside a JSON string a line break is always escaped, so a raw one is whitespace between tokens: ndjson forbids it.
-  if (format === 'ndjson' && (item.includes(0x0a) || item.includes(0x0d))) return 'an ndjson item must be on one line: send it without line breaks'
-  return item
 }
