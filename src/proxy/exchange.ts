@@ -76,7 +76,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly #hooks: ExchangeHooks
 
   /** `timeoutMs`: the route's timeout; `sendTimeoutMs`: how long the client may take in nothing (`server.sendTimeout`). */
-  constructor (reply: FastifyReply, route: string, origin: string, timeouts: { timeoutMs: number, sendTimeoutMs: number }, hooks: ExchangeHooks) {
+  constructor (reply: FastifyReply, route: string, origin: string, timeouts: { readonly timeoutMs: number, readonly sendTimeoutMs: number }, hooks: ExchangeHooks) {
     this.#reply = reply
     this.#route = route
     this.#origin = origin

@@ -101,7 +101,8 @@ export class RouteForwarder {
   readonly route: RouteConfig
   readonly #targets: readonly Target[]
   readonly #trustProxy: boolean
-  readonly #sendTimeoutMs: number
+  /** The route's timeout and the send timeout, as every exchange of the route takes them: made once, not per request. */
+  readonly #timeouts: { readonly timeoutMs: number, readonly sendTimeoutMs: number }
   readonly #tunnels = new Set<Duplex>()
   readonly #guard: CallGuard | null
   readonly #retry: RetryPolicy | null
@@ -119,7 +120,7 @@ export class RouteForwarder {
   constructor (route: RouteConfig, options: { trustProxy: boolean, sendTimeoutMs: number, guard?: CallGuard, retry?: RetryPolicy, answerProblem?: ProblemAnswer }) {
     this.route = route
     this.#trustProxy = options.trustProxy
-    this.#sendTimeoutMs = options.sendTimeoutMs
+    this.#timeouts = { timeoutMs: route.timeoutMs, sendTimeoutMs: options.sendTimeoutMs }
     this.#guard = options.guard ?? null
     this.#retry = options.retry ?? null
     this.#fallbackBody = Buffer.from(route.breaker.fallback?.body ?? '')
@@ -167,7 +168,7 @@ export class RouteForwarder {
       return
     }
     const target = this.#pick()
-    const exchange = new Exchange(reply, route.id, target.origin, { timeoutMs: route.timeoutMs, sendTimeoutMs: this.#sendTimeoutMs }, {
+    const exchange = new Exchange(reply, route.id, target.origin, this.#timeouts, {
       holdBack: this.#holdBack(call),
       captureUpToBytes: call.options.captureUpToBytes,
       onDone: (result) => {

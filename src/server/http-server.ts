@@ -69,8 +69,12 @@ export function trackConnections (server: Server): ReadonlySet<Socket> {
  */
 const HOST = /^(?:\[(?:([0-9A-Fa-f:.]+)|[vV][0-9A-Fa-f]+\.[\w.~!$&'()*+;=:-]+)\]|(?:[\w.~!$&'()*+;=-]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?$/
 
+const LEFT_BRACKET = 0x5b
+
 /** Whether a Host field value is uri-host [ ":" port ]: no path, no userinfo, no list, no whitespace. */
 function isValidHost (value: string): boolean {
+  // A name or an IPv4 address, as nearly every request has: a test, without the match array exec makes per request.
+  if (value.charCodeAt(0) !== LEFT_BRACKET) return HOST.test(value)
   const match = HOST.exec(value)
   if (match === null) return false
   const ipv6 = match[1]
