@@ -91,8 +91,9 @@ async function check (file: string): Promise<void> {
 }
 
 /**
- * What `start` and `autoscale` run on, loaded only by them: Fastify, undici, ioredis and prom-client take a second of
- * CPU to load, which `check` and `--version` (run in CI pipelines, on loaded machines) need not pay.
+ * What `start` runs on, loaded only by it (`autoscale` loads its own root the same way): Fastify, undici, ioredis and
+ * prom-client take a second of CPU to load, which `check` and `--version` (run in CI pipelines, on loaded machines)
+ * need not pay.
  */
 async function runtime (): Promise<{ server: typeof import('./server/index.js'), demo: typeof import('./demo/upstreams.js') }> {
   const [server, demo] = await Promise.all([import('./server/index.js'), import('./demo/upstreams.js')])
@@ -156,7 +157,7 @@ function logStarted (log: { info: (fields: object, msg: string) => void }, file:
 
 async function autoscale (file: string): Promise<void> {
   const config = await loadOrExit(file)
-  const { server: { ADMIN_COMMAND_MARGIN_MS, buildAutoscaler } } = await runtime()
+  const { ADMIN_COMMAND_MARGIN_MS, buildAutoscaler } = await import('./autoscaler-server/index.js')
   if (config.redis?.cluster == null) {
     process.stderr.write(`${file}: the autoscaler manages the Redis Cluster under redis.cluster, and this config has none\n`)
     process.exit(1)

@@ -1,5 +1,6 @@
 // The /actuator endpoints, with Spring Boot Actuator's paths and JSON shapes and Resilience4j's circuit-breaker endpoints.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { BulkRouteStatus } from '../bulk/index.js'
 import type { ManagementConfig } from '../config/index.js'
 import { gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, type ErrorCode } from '../core/index.js'
 import type { GatewayMetrics } from '../metrics/index.js'
@@ -28,21 +29,6 @@ export interface ActuatorOptions {
   readonly cache?: CacheActuator
   /** The bulk routes: their queues and dead letters. Default: none. */
   readonly bulk?: BulkActuator
-}
-
-/** What GET /actuator/bulk shows of one bulk route. */
-export interface BulkRouteStatus {
-  readonly mode: 'sync' | 'async'
-  /** Whether an accepted item survives a crash of this process (async mode with Redis). */
-  readonly durable: boolean
-  /** Accepted, waiting for a batch. */
-  readonly pending: number
-  /** In batches sent and not answered yet. */
-  readonly inFlight: number
-  /** Items that failed for good in async mode, kept for a redrive. */
-  readonly deadLetters: number
-  /** How long the oldest waiting item has waited, in ms; 0 when none waits. */
-  readonly oldestItemAgeMs: number
 }
 
 /** What the actuator needs of the bulk routes. */

@@ -1,4 +1,4 @@
-// The bulk feature: item parsing, the coalescer and bulk writer (one batch, one upstream request), and async mode's queues and sender.
+// The bulk feature: item parsing, the coalescer and bulk writer (one batch, one upstream request), async mode's queues and sender, the bulk routes and their events.
 export * from './items.js'
 export * from './bulk-writer.js'
 export * from './coalescer.js'
@@ -6,3 +6,6 @@ export * from './queue.js'
 export * from './memory-queue.js'
 export * from './stream-queue.js'
 export * from './async-sender.js'
+export * from './events.js'
+export * from './routes.js'
+export * from './build-routes.js'

@@ -1,4 +1,5 @@
 export * from './config-error.js'
+export * from './instance-id.js'
 export * from './load.js'
 export * from './schema.js'
 export * from './units.js'

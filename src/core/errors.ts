@@ -60,3 +60,12 @@ export function isGatewayError (err: unknown): err is GatewayError {
   const code = (err as { code?: unknown } | null)?.code
   return err instanceof Error && typeof code === 'string' && Object.hasOwn(ERROR_TABLE, code)
 }
+
+/** Our errors as they are; a framework's 4xx keeps its status in a gateway code; anything else is an internal error, with no detail leaked. */
+export function asGatewayError (err: unknown): GatewayError {
+  if (isGatewayError(err)) return err
+  const status = (err as { statusCode?: number } | null)?.statusCode
+  if (status === 413) return gatewayError('BW_ERR_REQUEST_BODY_TOO_LARGE', 'the request body is too large', err)
+  if (status !== undefined && status >= 400 && status < 500) return gatewayError('BW_ERR_REQUEST_MALFORMED', (err as Error).message, err)
+  return gatewayError('BW_ERR_GATEWAY_INTERNAL', 'the gateway failed to handle this request', err)
+}

@@ -1,2 +1,5 @@
+export * from './downstream.js'
 export * from './errors.js'
 export * from './problem.js'
+export * from './topic.js'
+export * from './upstream.js'

@@ -1,21 +1,12 @@
 // One request/response exchange with an upstream, as an undici dispatch handler: the response streams straight into
 // the client's socket with backpressure, and the route's timeout is a timer of our own.
 import type { IncomingHttpHeaders } from 'node:http'
-import type { FastifyReply } from 'fastify'
 import type { Dispatcher } from 'undici'
-import type { GatewayError } from '../core/index.js'
+import type { CapturedResponse, Downstream, GatewayError } from '../core/index.js'
 import { clientResponseHeaders, type OutgoingHeaders } from './headers.js'
 import { timeoutDetail, translateUpstreamError, upstreamError } from './upstream-errors.js'
 
 type Controller = Dispatcher.DispatchController
-
-/** An upstream answer as relayed to the client, kept whole for the caller (`captureUpToBytes`). */
-export interface CapturedResponse {
-  readonly status: number
-  /** The upstream's headers without hop-by-hop fields, before the gateway added its own. */
-  readonly headers: OutgoingHeaders
-  readonly body: Buffer
-}
 
 /** How an exchange ended. */
 export type ExchangeResult =
@@ -56,7 +47,7 @@ export interface ExchangeHooks {
  * uploads, tick at 0.5-1 s.
  */
 export class Exchange implements Dispatcher.DispatchHandler {
-  readonly #reply: FastifyReply
+  readonly #client: Downstream
   /** The route's id, for the client's problem; the upstream's origin, for the log only. */
   readonly #route: string
   readonly #origin: string
@@ -76,14 +67,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly #hooks: ExchangeHooks
 
   /** `timeoutMs`: the route's timeout; `sendTimeoutMs`: how long the client may take in nothing (`server.sendTimeout`). */
-  constructor (reply: FastifyReply, route: string, origin: string, timeouts: { readonly timeoutMs: number, readonly sendTimeoutMs: number }, hooks: ExchangeHooks) {
-    this.#reply = reply
+  constructor (client: Downstream, route: string, origin: string, timeouts: { readonly timeoutMs: number, readonly sendTimeoutMs: number }, hooks: ExchangeHooks) {
+    this.#client = client
     this.#route = route
     this.#origin = origin
     this.#timeoutMs = timeouts.timeoutMs
     this.#sendTimeoutMs = timeouts.sendTimeoutMs
     this.#hooks = hooks
-    reply.raw.on('close', this.#onClientClose)
+    client.res.on('close', this.#onClientClose)
   }
 
   /**
@@ -118,17 +109,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#headers = headers
     if (this.#timer === null) this.armTimeout()
     else this.#timer.refresh()
-    const reply = this.#reply
-    const res = reply.raw
-    reply.hijack()
     this.#streaming = true
     const outgoing = clientResponseHeaders(headers)
     const limit = this.#hooks.captureUpToBytes
     if (limit !== undefined && !(Number(headers['content-length']) > limit)) this.#capture = { headers: { ...outgoing }, chunks: [], bytes: 0 }
-    // Headers set by the gateway's hooks (X-Request-Id, ...) ride along.
-    const own = reply.getHeaders()
-    for (const name in own) outgoing[name] = own[name] as string | string[]
-    res.writeHead(statusCode, outgoing)
+    this.#client.writeHead(statusCode, outgoing)
   }
 
   onResponseData (controller: Controller, chunk: Buffer): void {
@@ -140,8 +125,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (capture.bytes > (this.#hooks.captureUpToBytes as number)) this.#capture = null
       else capture.chunks.push(chunk)
     }
-    const res = this.#reply.raw
-    if (!res.write(chunk)) {
+    if (!this.#client.res.write(chunk)) {
       // Backpressure: undici stops reading the upstream socket until the client's has drained.
       controller.pause()
       this.#awaitClient(controller)
@@ -156,7 +140,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
    * reads, however slowly, keeps it going.
    */
   #awaitClient (controller: Controller): void {
-    const res = this.#reply.raw
+    const res = this.#client.res
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = setTimeout(() => { res.destroy() }, this.#sendTimeoutMs)
     res.once('drain', () => {
@@ -172,14 +156,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const capture = this.#capture
     const captured = capture === null ? null : { status: this.#status, headers: capture.headers, body: Buffer.concat(capture.chunks, capture.bytes) }
     this.#settle({ kind: 'response', status: this.#status, headers: this.#headers, captured })
-    this.#reply.raw.end()
+    this.#client.res.end()
   }
 
   onResponseError (_controller: Controller, err: Error): void {
     if (this.#settled) return
     const error = translateUpstreamError(err, this.#route, this.#origin, this.#timeoutMs)
     // Once the status line is out, the only honest signal left is a cut connection.
-    if (this.#streaming) this.#reply.raw.destroy(err)
+    if (this.#streaming) this.#client.res.destroy(err)
     this.#settle({ kind: 'failed', error, answered: this.#streaming })
   }
 
@@ -191,7 +175,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
    * hands over no 1xx once the final status is in, fails on a 100 it did not ask for and on a 101 but for an upgrade.
    */
   #interim (statusCode: number, statusMessage: string, headers: IncomingHttpHeaders): void {
-    const res = this.#reply.raw
+    const res = this.#client.res
     const socket = res.socket
     if (res.req.httpVersion === '1.0' || socket?.writable !== true) return
     // The upstream's reason phrase: a 1xx Node has no name for (104) keeps its own.
@@ -206,7 +190,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #settle (ending: Ending): void {
     this.#settled = true
     if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#reply.raw.removeListener('close', this.#onClientClose)
+    this.#client.res.removeListener('close', this.#onClientClose)
     this.#hooks.onDone({ ...ending, durationMs: performance.now() - this.#startedAt })
   }
 

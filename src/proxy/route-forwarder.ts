@@ -1,14 +1,17 @@
 // Forwarding for one route: its upstream pools (round robin, keep-alive), streamed bodies both ways, WebSocket tunnels.
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/index.js'
-import { ERROR_TABLE, gatewayError, PROBLEM_CONTENT_TYPE_UTF8, problemFor, retryAfterSeconds, type ErrorCode } from '../core/index.js'
+import {
+  gatewayError, retryAfterSeconds,
+  type GatewayError,
+  type CapturedResponse, type Downstream, type ForwardEnd, type ForwardOptions, type Upstream
+} from '../core/index.js'
 import { clientResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
 import { failureOf, outcomeOf, type CallGuard, type GuardRefusal, type RetryPolicy } from './call-guard.js'
-import { Exchange, type CapturedResponse, type ExchangeResult } from './exchange.js'
+import { Exchange, type ExchangeResult } from './exchange.js'
 import { translateUpstreamError, upstreamError } from './upstream-errors.js'
 
 interface Target {
@@ -20,56 +23,15 @@ interface Target {
 
 /** One client request on its way through attempts. */
 interface Call {
-  readonly request: FastifyRequest
-  readonly reply: FastifyReply
-  readonly upstreamPath: string
+  readonly client: Downstream
   readonly body: Dispatcher.DispatchOptions['body']
   /** 0 for the first attempt. */
   readonly attempt: number
   /** Extra attempts this request may make: 0 unless its method is idempotent and its body was not streamed. */
   readonly retries: number
   readonly options: ForwardOptions
+  readonly done: (end: ForwardEnd) => void
 }
-
-/** How a forward ended, as the caller of `forward` hears it. */
-export type ForwardEnd =
-  /** The upstream's answer was relayed in full, its fields as received; `captured` when it fitted `captureUpToBytes`. */
-  | { readonly kind: 'relayed', readonly status: number, readonly headers: IncomingHttpHeaders, readonly captured: CapturedResponse | null }
-  /** The answer `holdBack` held: nothing was sent, the caller must answer the client. */
-  | { readonly kind: 'held', readonly status: number, readonly headers: OutgoingHeaders }
-  /** No usable answer (after any retries): unless `answered` (the relayed answer was cut), the caller may answer instead of the error. */
-  | { readonly kind: 'failed', readonly error: Error, readonly answered: boolean }
-  /** The client left first. */
-  | { readonly kind: 'abandoned' }
-  /** The breaker refused the call: the caller may answer instead of the refusal. */
-  | { readonly kind: 'refused', readonly retryAfterMs: number }
-
-/** What a caller (the cache) asks of one forward. */
-export interface ForwardOptions {
-  /** Request headers set upstream for this request, over the client's (a revalidation's validators); null removes one. */
-  readonly headers?: Readonly<Record<string, string | null>>
-  /** Hand back a copy of the relayed answer when its body is at most this many bytes. */
-  readonly captureUpToBytes?: number
-  /** Asked about the final answer's status, once no retry is left for it: true holds it back from the client. */
-  readonly holdBack?: (status: number) => boolean
-  /** Hears how the forward ended, exactly once; true: the caller has answered the client. */
-  readonly onEnd?: (end: ForwardEnd) => boolean
-}
-
-const NO_OPTIONS: ForwardOptions = {}
-
-/** Answers the request with the gateway's problem `code`. */
-export type ProblemAnswer = (reply: FastifyReply, code: ErrorCode, detail: string) => void
-
-/** How `refuseEarly` answered: the status, and the problem's code (null for the route's fallback). */
-export interface EarlyRefusal {
-  readonly requestId: string
-  readonly status: number
-  readonly code: ErrorCode | null
-}
-
-const CIRCUIT_OPEN: ErrorCode = 'BW_ERR_UPSTREAM_CIRCUIT_OPEN'
-const OPEN_STATUS = ERROR_TABLE[CIRCUIT_OPEN].status
 
 /** A request of the gateway's own, for `send`: not a client's, so no client headers are forwarded. */
 export interface OwnRequest {
@@ -97,7 +59,8 @@ interface CaptureCall {
 /** What a refused Upgrade answers with; the caller writes it to the raw socket. */
 export type UpgradeRefusal = (err: Error) => void
 
-export class RouteForwarder {
+/** The route's upstreams as the pipeline and the cache use them: pools, round robin, the breaker and retries around each call. */
+export class RouteForwarder implements Upstream {
   readonly route: RouteConfig
   readonly #targets: readonly Target[]
   readonly #trustProxy: boolean
@@ -106,26 +69,19 @@ export class RouteForwarder {
   readonly #tunnels = new Set<Duplex>()
   readonly #guard: CallGuard | null
   readonly #retry: RetryPolicy | null
-  readonly #fallbackBody: Buffer
-  readonly #openProblemBody: (retryAfter: string, requestId: string) => string
-  readonly #answerProblem: ProblemAnswer
   #next = 0
 
   /**
    * `guard`: the route's circuit breaker, without which every call goes through uncounted;
    * `retry`: the route's retry policy, without which nothing is retried;
-   * `answerProblem`: how a refusal is answered; by default the error goes through Fastify's error handler;
    * `sendTimeoutMs`: how long a client may take in nothing of an answer (`server.sendTimeout`).
    */
-  constructor (route: RouteConfig, options: { trustProxy: boolean, sendTimeoutMs: number, guard?: CallGuard, retry?: RetryPolicy, answerProblem?: ProblemAnswer }) {
+  constructor (route: RouteConfig, options: { trustProxy: boolean, sendTimeoutMs: number, guard?: CallGuard, retry?: RetryPolicy }) {
     this.route = route
     this.#trustProxy = options.trustProxy
     this.#timeouts = { timeoutMs: route.timeoutMs, sendTimeoutMs: options.sendTimeoutMs }
     this.#guard = options.guard ?? null
     this.#retry = options.retry ?? null
-    this.#fallbackBody = Buffer.from(route.breaker.fallback?.body ?? '')
-    this.#openProblemBody = openProblemBody(route.id, (retryAfter) => this.#openDetail(retryAfter))
-    this.#answerProblem = options.answerProblem ?? ((reply, code, detail) => { reply.send(gatewayError(code, detail)) })
     this.#targets = route.upstreams.map((origin) => ({
       origin,
       host: new URL(origin).host,
@@ -134,13 +90,16 @@ export class RouteForwarder {
     }))
   }
 
-  /** Forwards the request to the next upstream and streams the answer back; failures become 502/504 problems. */
-  forward (request: FastifyRequest, reply: FastifyReply, upstreamPath: string, options: ForwardOptions = NO_OPTIONS): void {
-    const raw = request.raw
+  /**
+   * Forwards the client's request to the next upstream and streams the answer back. What is not relayed (a failure,
+   * a refusal, an answer held back) is for the caller to answer: `done` says which.
+   */
+  forward (client: Downstream, options: ForwardOptions, done: (end: ForwardEnd) => void): void {
+    const raw = client.req
     const route = this.route
     const length = raw.headers['content-length']
     if (length !== undefined && Number(length) > route.bodyLimitBytes) {
-      reply.send(tooLarge(route))
+      done({ kind: 'failed', error: tooLarge(route), answered: false })
       return
     }
     let body: Dispatcher.DispatchOptions['body'] = null
@@ -152,23 +111,22 @@ export class RouteForwarder {
 
     const retry = this.#retry
     const retries = body === null && retry !== null && retry.appliesTo(raw.method as string) ? retry.retries : 0
-    this.#attempt({ request, reply, upstreamPath, body, attempt: 0, retries, options })
+    this.#attempt({ client, body, attempt: 0, retries, options, done })
   }
 
-  /** One attempt through the breaker; a retryable failure schedules the next, the last one answers the client. */
+  /** One attempt through the breaker; a retryable failure schedules the next, the last one ends the call. */
   #attempt (call: Call): void {
-    const { request, reply, body } = call
+    const { client, body } = call
     const route = this.route
     const guard = this.#guard
     const permit = guard?.tryAcquire() ?? null
     if (permit !== null && !permit.permitted) {
-      // Never retried once open: the refusal is the answer.
-      this.#retry?.onOutcome?.(false, call.attempt > 0)
-      if (call.options.onEnd?.({ kind: 'refused', retryAfterMs: permit.retryAfterMs }) !== true) this.#refuse(reply, permit.retryAfterMs)
+      // Never retried once open: the refusal is the end.
+      call.done({ kind: 'refused', retryAfterMs: permit.retryAfterMs, retried: call.attempt > 0 })
       return
     }
     const target = this.#pick()
-    const exchange = new Exchange(reply, route.id, target.origin, this.#timeouts, {
+    const exchange = new Exchange(client, route.id, target.origin, this.#timeouts, {
       holdBack: this.#holdBack(call),
       captureUpToBytes: call.options.captureUpToBytes,
       onDone: (result) => {
@@ -179,10 +137,11 @@ export class RouteForwarder {
         this.#afterAttempt(call, result)
       }
     })
+    const req = client.req
     target.pool.dispatch({
-      path: call.upstreamPath,
-      method: request.raw.method as Dispatcher.HttpMethod,
-      headers: this.#headersFor(request.raw, request.id, target, call.options.headers),
+      path: client.upstreamPath,
+      method: req.method as Dispatcher.HttpMethod,
+      headers: this.#headersFor(req, client.requestId, target, call.options.headers),
       body,
       // The exchange's own timer bounds a bodiless request from dispatch on. undici's timers are kept only as the
       // backstop while an upload streams: each request makes a new one (the connection's keep-alive timer, of
@@ -191,8 +150,8 @@ export class RouteForwarder {
       headersTimeout: body === null ? 0 : route.timeoutMs,
       bodyTimeout: body === null ? 0 : route.timeoutMs
     }, exchange)
-    if (body === null || request.raw.readableEnded) exchange.armTimeout()
-    else request.raw.once('end', () => { exchange.armTimeout() })
+    if (body === null || req.readableEnded) exchange.armTimeout()
+    else req.once('end', () => { exchange.armTimeout() })
   }
 
   /** Holds an answer back for a retry while attempts are left, otherwise as the caller asks. */
@@ -207,15 +166,14 @@ export class RouteForwarder {
   #afterAttempt (call: Call, result: ExchangeResult): void {
     const retry = this.#retry
     const retried = call.attempt > 0
-    const onEnd = call.options.onEnd
     switch (result.kind) {
       case 'abandoned':
-        onEnd?.({ kind: 'abandoned' })
+        call.done({ kind: 'abandoned' })
         return
       case 'response':
         // For the retry counts, a relayed 5xx is a failed call; anything else the upstream answered succeeded.
         retry?.onOutcome?.(result.status < 500, retried)
-        onEnd?.({ kind: 'relayed', status: result.status, headers: result.headers, captured: result.captured })
+        call.done({ kind: 'relayed', status: result.status, headers: result.headers, captured: result.captured })
         return
       case 'held':
         if (retry !== null && call.attempt < call.retries && retry.retryable({ status: result.status })) {
@@ -224,7 +182,7 @@ export class RouteForwarder {
         }
         // Held for the caller, who answers the client.
         retry?.onOutcome?.(result.status < 500, retried)
-        onEnd?.({ kind: 'held', status: result.status, headers: result.headers })
+        call.done({ kind: 'held', status: result.status, headers: result.headers })
         return
       case 'failed':
         if (!result.answered && retry !== null && call.attempt < call.retries && retry.retryable(failureOf(result.error.code))) {
@@ -232,16 +190,16 @@ export class RouteForwarder {
           return
         }
         retry?.onOutcome?.(false, retried)
-        if (onEnd?.({ kind: 'failed', error: result.error, answered: result.answered }) !== true && !result.answered) call.reply.send(result.error)
+        call.done({ kind: 'failed', error: result.error, answered: result.answered })
     }
   }
 
   #retryLater (call: Call, delayMs: number): void {
-    const res = call.reply.raw
+    const res = call.client.res
     // A client that leaves during the wait gets nothing more, and the upstream no further attempt.
     const onClose = (): void => {
       clearTimeout(timer)
-      call.options.onEnd?.({ kind: 'abandoned' })
+      call.done({ kind: 'abandoned' })
     }
     const timer = setTimeout(() => {
       res.removeListener('close', onClose)
@@ -251,16 +209,24 @@ export class RouteForwarder {
   }
 
   /**
-   * A request of the gateway's own on behalf of `req` (a background refresh), through the breaker and round robin,
-   * its answer read whole. Rejects when the breaker refuses, the upstream fails or times out, or the body exceeds
-   * `maxBytes`; a status is an answer, whatever it is (the breaker counts it as any other).
+   * What the retry counts make of a refusal answered without a call (`refusal` taken it): a failed call, never
+   * retried once open. Not for an answer that stands in for the call (a stale entry): the client got its answer.
    */
-  async fetch (req: IncomingMessage, requestId: string, upstreamPath: string, headers: Readonly<Record<string, string | null>>, maxBytes: number): Promise<CapturedResponse> {
+  countRefused (retried: boolean): void {
+    this.#retry?.onOutcome?.(false, retried)
+  }
+
+  /**
+   * A request of the gateway's own on the client's behalf (a background refresh), through the breaker and round
+   * robin, its answer read whole. Rejects when the breaker refuses, the upstream fails or times out, or the body
+   * exceeds `maxBytes`; a status is an answer, whatever it is (the breaker counts it as any other).
+   */
+  async fetch (client: Downstream, headers: Readonly<Record<string, string | null>>, maxBytes: number): Promise<CapturedResponse> {
     return await this.#capture({
       method: 'GET',
-      path: upstreamPath,
+      path: client.upstreamPath,
       body: null,
-      headersFor: (target) => this.#headersFor(req, requestId, target, headers),
+      headersFor: (target) => this.#headersFor(client.req, client.requestId, target, headers),
       maxBytes,
       tooLarge: () => new Error(`the answer exceeds ${maxBytes} bytes`)
     })
@@ -297,7 +263,7 @@ export class RouteForwarder {
     const guard = this.#guard
     const permit = guard?.tryAcquire() ?? null
     if (permit !== null && !permit.permitted) {
-      throw gatewayError(CIRCUIT_OPEN, this.#openDetail(retryAfterSeconds(permit.retryAfterMs)))
+      throw gatewayError('BW_ERR_UPSTREAM_CIRCUIT_OPEN', openDetail(this.route.id, retryAfterSeconds(permit.retryAfterMs)))
     }
     const target = this.#pick()
     const route = this.route
@@ -343,61 +309,11 @@ export class RouteForwarder {
     return { status, headers: clientResponseHeaders(answer.headers), body: Buffer.concat(chunks, bytes) }
   }
 
-  /** The answer while the breaker refuses: the route's fallback, or 503 problem+json; both say when to come back. */
-  #refuse (reply: FastifyReply, retryAfterMs: number): void {
-    const retryAfter = retryAfterSeconds(retryAfterMs)
-    reply.header('retry-after', retryAfter)
-    const fallback = this.route.breaker.fallback
-    if (fallback !== null) {
-      // A Buffer, so Fastify sends the configured content type as written (it adds a charset to strings).
-      reply.code(fallback.status).header('content-type', fallback.contentType).send(this.#fallbackBody)
-      return
-    }
-    // Answered directly, not thrown through the error handler: a fast-fail is the point of an open breaker.
-    this.#answerProblem(reply, CIRCUIT_OPEN, this.#openDetail(retryAfter))
-  }
-
-  /**
-   * The fast-fail path, for a request no framework has touched yet: when the breaker refuses now, answers `res` at
-   * once with what #refuse would send and says how; otherwise changes nothing (not even the request's id, which
-   * `requestIdOf` makes only for an answer) and returns null.
-   */
-  refuseEarly (req: IncomingMessage, res: ServerResponse, requestIdOf: (req: IncomingMessage) => string): EarlyRefusal | null {
-    const retryAfterMs = this.tryRefuse()
-    if (retryAfterMs === null) return null
-    const requestId = requestIdOf(req)
-    const retryAfter = retryAfterSeconds(retryAfterMs)
-    const fallback = this.route.breaker.fallback
-    if (fallback !== null) {
-      const body = this.#fallbackBody
-      res.writeHead(fallback.status, [
-        'x-request-id', requestId, 'retry-after', retryAfter, 'content-type', fallback.contentType, 'content-length', String(body.length)
-      ])
-      res.end(body)
-      return { requestId, status: fallback.status, code: null }
-    }
-    const body = this.#openProblemBody(retryAfter, requestId)
-    res.writeHead(OPEN_STATUS, [
-      'x-request-id', requestId, 'retry-after', retryAfter, 'content-type', PROBLEM_CONTENT_TYPE_UTF8, 'content-length', String(Buffer.byteLength(body))
-    ])
-    res.end(body)
-    return { requestId, status: OPEN_STATUS, code: CIRCUIT_OPEN }
-  }
-
-  /**
-   * When the breaker refuses a call now: records the refusal (as a call it did not permit) and returns the ms until
-   * it may permit one; otherwise changes nothing and returns null. For answers given without a call: the early
-   * refusal, a stale cached answer in place of one.
-   */
-  tryRefuse (): number | null {
+  /** See Upstream.refusal: the breaker's not-permitted count takes it, the retry counts do not. */
+  refusal (): number | null {
     const guard = this.#guard
     if (guard === null || !guard.refuses()) return null
-    this.#retry?.onOutcome?.(false, false)
     return (guard.tryAcquire() as GuardRefusal).retryAfterMs
-  }
-
-  #openDetail (retryAfter: string): string {
-    return `the circuit breaker of route ${this.route.id} is open; retry in ${retryAfter} s`
   }
 
   /** Tunnels a WebSocket Upgrade to the next upstream; `refuse` answers the client when that fails. */
@@ -474,22 +390,12 @@ export class RouteForwarder {
   }
 }
 
-/**
- * The open breaker's problem body, serialized once around its two variable parts: serializing a fresh problem per
- * refusal cost a tenth of the whole fast-fail. The result is what JSON.stringify(problemFor(...)) gives, by construction.
- */
-function openProblemBody (routeId: string, detail: (retryAfter: string) => string): (retryAfter: string, requestId: string) => string {
-  // Markers no detail or route id holds, escaped by JSON.stringify the same way each time.
-  const retryMarker = '\u0000retry\u0000'
-  const idMarker = '\u0000id\u0000'
-  const sample = JSON.stringify(problemFor(CIRCUIT_OPEN, detail(retryMarker), { route: routeId, requestId: idMarker }))
-  const [beforeRetry, rest] = sample.split(JSON.stringify(retryMarker).slice(1, -1)) as [string, string]
-  const [betweenRetryAndId, afterId] = rest.split(JSON.stringify(idMarker)) as [string, string]
-  // A retry-after is digits: nothing to escape. A request id may carry quotes and backslashes.
-  return (retryAfter, requestId) => beforeRetry + retryAfter + betweenRetryAndId + JSON.stringify(requestId) + afterId
+/** The open breaker's problem detail: when the route takes calls again. */
+export function openDetail (routeId: string, retryAfter: string): string {
+  return `the circuit breaker of route ${routeId} is open; retry in ${retryAfter} s`
 }
 
-function tooLarge (route: RouteConfig): Error {
+function tooLarge (route: RouteConfig): GatewayError {
   return gatewayError('BW_ERR_REQUEST_BODY_TOO_LARGE', `the body exceeds this route's limit of ${route.bodyLimitBytes} bytes`)
 }
 

@@ -1,6 +1,7 @@
 // One route's circuit breaker: Resilience4j's state machine over a time-based sliding window, with an injectable clock and no timers.
 import type { BreakerConfig } from '../config/index.js'
 import { EventRing } from './event-ring.js'
+import type { BreakerEvents } from './events.js'
 import { SlidingWindow, type WindowTotals } from './sliding-window.js'
 import type {
   BreakerCommand, BreakerEvent, BreakerEventType, BreakerSnapshot, BreakerStateName, CallKind, CallOutcome, Permit, Refusal,
@@ -19,12 +20,11 @@ export interface CircuitBreakerOptions {
    * @default Date.now
    */
   readonly now?: () => number
-  /** Called once per state change (automatic or commanded), after the change. */
-  readonly onTransition?: (from: BreakerStateName, to: BreakerStateName, reason: TransitionReason) => void
-  /** Called for each call the breaker records (not in DISABLED or FORCED_OPEN), with its duration in ms: feeds `resilience4j_circuitbreaker_calls_seconds`. */
-  readonly onCall?: (kind: CallKind, durationMs: number) => void
-  /** Called for each refused call: feeds `resilience4j_circuitbreaker_not_permitted_calls_total`. */
-  readonly onNotPermitted?: () => void
+  /**
+   * Where it publishes its transitions, recorded calls and refusals, named by `name` (the registry shares one set
+   * among all breakers). None: it publishes nothing.
+   */
+  readonly events?: BreakerEvents
   /**
    * Events kept for GET /actuator/circuitbreakerevents; the oldest are dropped.
    * @default 100
@@ -90,9 +90,7 @@ export class CircuitBreaker {
   readonly name: string
   readonly config: BreakerConfig
   readonly #now: () => number
-  readonly #onTransition: CircuitBreakerOptions['onTransition']
-  readonly #onCall: CircuitBreakerOptions['onCall']
-  readonly #onNotPermitted: CircuitBreakerOptions['onNotPermitted']
+  readonly #topics: BreakerEvents | undefined
   readonly #window: SlidingWindow
   readonly #events: EventRing<RecordedEvent>
   #state: State
@@ -104,9 +102,7 @@ export class CircuitBreaker {
     this.name = name
     this.config = config
     this.#now = options.now ?? Date.now
-    this.#onTransition = options.onTransition
-    this.#onCall = options.onCall
-    this.#onNotPermitted = options.onNotPermitted
+    this.#topics = options.events
     this.#window = new SlidingWindow(config.slidingWindowMs)
     this.#events = new EventRing(options.eventCapacity)
     this.#state = config.mode === 'observe'
@@ -171,7 +167,7 @@ export class CircuitBreaker {
     if (outcome === 'ignored') {
       if (isTrial) state.permitsLeft++
       this.#emit('IGNORED_ERROR', detail)
-      this.#onCall?.('ignored', durationMs)
+      this.#publishCall('ignored', durationMs)
       return
     }
 
@@ -179,7 +175,7 @@ export class CircuitBreaker {
     const totals = this.#window.record(this.#now(), failed, durationMs > this.config.slowCallThresholdMs)
     if (failed) this.#emit('ERROR', detail)
     else this.#emit('SUCCESS', { durationInMs: durationMs })
-    this.#onCall?.(failed ? 'failed' : 'successful', durationMs)
+    this.#publishCall(failed ? 'failed' : 'successful', durationMs)
 
     switch (state.name) {
       case 'CLOSED': {
@@ -267,7 +263,8 @@ export class CircuitBreaker {
   #refuse (state: BreakerStateName, retryAfterMs: number): Refusal {
     this.#notPermitted++
     this.#emit('NOT_PERMITTED')
-    this.#onNotPermitted?.()
+    const topic = this.#topics?.notPermitted
+    if (topic?.hasSubscribers === true) topic.publish({ name: this.name })
     return { permitted: false, state, retryAfterMs }
   }
 
@@ -307,7 +304,14 @@ export class CircuitBreaker {
     this.#state = next
     this.#generation++
     this.#emit('STATE_TRANSITION', { stateTransition: `${from}_TO_${next.name}` })
-    this.#onTransition?.(from, next.name, reason)
+    const topic = this.#topics?.transition
+    if (topic?.hasSubscribers === true) topic.publish({ name: this.name, from, to: next.name, reason })
+  }
+
+  #publishCall (kind: CallKind, durationMs: number): void {
+    // Once per proxied call: build the event only when someone listens.
+    const topic = this.#topics?.call
+    if (topic?.hasSubscribers === true) topic.publish({ name: this.name, kind, durationMs })
   }
 
   #emit (type: BreakerEventType, extra: EventDetail = {}): void {

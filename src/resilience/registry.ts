@@ -1,7 +1,7 @@
-// One circuit breaker per route, by route id, with the listeners (logging, metrics) wired into each.
+// One circuit breaker per route, by route id, all publishing on one set of topics (logging and metrics subscribe).
 import type { RouteConfig } from '../config/index.js'
 import { CircuitBreaker } from './circuit-breaker.js'
-import type { BreakerStateName, CallKind, TransitionReason } from './types.js'
+import { BreakerEvents } from './events.js'
 
 export interface BreakerRegistryOptions {
   /**
@@ -9,36 +9,34 @@ export interface BreakerRegistryOptions {
    * @default Date.now
    */
   readonly now?: () => number
-  /** Called once per state change of any breaker, with its name (the route id). */
-  readonly onTransition?: (name: string, from: BreakerStateName, to: BreakerStateName, reason: TransitionReason) => void
-  /** Called for each call a breaker records. */
-  readonly onCall?: (name: string, kind: CallKind, durationMs: number) => void
-  /** Called for each call a breaker refuses. */
-  readonly onNotPermitted?: (name: string) => void
   /**
-   * Events kept per breaker.
+   * The topics every breaker publishes on. Pass a set to keep its subscribers across registries (a reload that
+   * rebuilds the breakers); subscribe to `registry.events` otherwise.
+   * @default a new BreakerEvents
+   */
+  readonly events?: BreakerEvents
+  /**
+   * Events kept per breaker for GET /actuator/circuitbreakerevents.
    * @default 100
    */
   readonly eventCapacity?: number
 }
 
 export class BreakerRegistry {
+  /** Where every breaker of this registry publishes its transitions, recorded calls and refusals. */
+  readonly events: BreakerEvents
   readonly #breakers: ReadonlyMap<string, CircuitBreaker>
   readonly #sorted: readonly CircuitBreaker[]
 
   constructor (routes: readonly Pick<RouteConfig, 'id' | 'breaker'>[], options: BreakerRegistryOptions = {}) {
-    const { now, onTransition, onCall, onNotPermitted, eventCapacity } = options
+    const { now, eventCapacity } = options
+    const events = options.events ?? new BreakerEvents()
+    this.events = events
     const breakers = new Map<string, CircuitBreaker>()
     for (const route of routes) {
       const name = route.id
       if (breakers.has(name)) throw new Error(`expected route ids to be unique, got ${name} twice`)
-      breakers.set(name, new CircuitBreaker(name, route.breaker, {
-        now,
-        eventCapacity,
-        onTransition: onTransition && ((from, to, reason) => onTransition(name, from, to, reason)),
-        onCall: onCall && ((kind, durationMs) => onCall(name, kind, durationMs)),
-        onNotPermitted: onNotPermitted && (() => onNotPermitted(name))
-      }))
+      breakers.set(name, new CircuitBreaker(name, route.breaker, { now, eventCapacity, events }))
     }
     this.#breakers = breakers
     this.#sorted = [...breakers.values()].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)

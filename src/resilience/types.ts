@@ -42,7 +42,7 @@ export interface BreakerEvent {
   readonly stateTransition?: string
 }
 
-/** Why the breaker changed state; passed to `onTransition` and logged with each transition. */
+/** Why the breaker changed state; published on `breaker.transition` and logged with each transition. */
 export type TransitionReason =
   | 'failureThreshold' // CLOSED -> OPEN: `failureThreshold` consecutive failures
   | 'failureRate' // CLOSED -> OPEN: failure rate over the window >= `failureRateThreshold`

@@ -1,4 +1,4 @@
-// The access log: one line per finished request, written through Fastify's own LogController instead of an extra hook.
+// The access log: one line per finished request, from its record; and Fastify's own request logging, kept quiet.
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
 import { pino } from 'pino'
 import type { ErrorCode } from '../core/index.js'
@@ -77,19 +77,20 @@ export function accessLineWriter (logger: FastifyBaseLogger): AccessLineWriter {
   }
 }
 
-export class AccessLog extends LogController {
-  /** `write`: how a completed request's line is written (see accessLineWriter); made once the logger exists. */
-  constructor (enabled: boolean, private readonly write: AccessLineWriter) {
-    super({ disableRequestLogging: !enabled, requestIdLogLabel: 'requestId' })
+/**
+ * Fastify's request logging for its own listeners (the management plane, the autoscaler's): no line per request (the
+ * access log is written from each request's record, see observe.ts, and scrapes and probes would drown it), but a
+ * request that failed inside Fastify is logged with its error.
+ */
+export class QuietRequestLog extends LogController {
+  constructor () {
+    super({ requestIdLogLabel: 'requestId' })
   }
 
-  // Fastify logs every request twice (incoming, completed); the completed line carries all an access log needs.
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    if (this.isLogDisabled(request)) return
-    const line = accessLine(request.routeId, request.method, request.url, reply.statusCode, reply.elapsedTime, request.errorCode)
-    if (error === null || error === undefined) this.write(request.id, line)
-    else request.log.error({ ...line, err: error }, 'request failed')
+    if (error === null || error === undefined) return
+    request.log.error({ ...accessLine(null, request.method, request.url, reply.statusCode, reply.elapsedTime), err: error }, 'request failed')
   }
 }

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import { isIPv6, type Socket } from 'node:net'
 import type { ServerConfig } from '../config/index.js'
 import { problemFor, rawProblemResponse, type Problem } from '../core/index.js'
-import { requestIdFor } from './request-id.js'
+import { requestIdFor } from '../pipeline/index.js'
 
 /** Node's own limit on the bytes of a request's header section; past it Node raises HPE_HEADER_OVERFLOW (431). */
 export const MAX_HEADER_BYTES = 16 * 1024

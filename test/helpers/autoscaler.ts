@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import { parseConfig } from '../../src/config/index.js'
-import { buildAutoscaler, type Autoscaler } from '../../src/server/index.js'
+import { buildAutoscaler, type Autoscaler } from '../../src/autoscaler-server/index.js'
 import type { RedisServer } from './redis.js'
 
 interface TapLike { teardown: (fn: () => unknown) => void }

@@ -314,3 +314,26 @@ t.test('concurrent misses on two gateway instances sharing Redis send one upstre
   t.ok(answers.every((a) => a.status === 200 && a.body.toString() === 'shared'))
   t.equal(answers.filter((a) => a.headers['x-cache'] === 'MISS').length, 1)
 })
+
+t.test('a stale answer in place of an open breaker\'s refusal is no failed retry call; a refusal answered as such is one', async (t) => {
+  let failing = false
+  const origin = await startUpstream(t, (_req, res) => {
+    res.writeHead(failing ? 500 : 200, { 'cache-control': 'max-age=1', 'content-type': 'text/plain' })
+    res.end(failing ? 'boom' : 'good')
+  })
+  const clock = FakeClock.wall()
+  const gw = await startGateway(t, '', route(origin.url, '{staleIfError: 5m}', '    breaker: {failureThreshold: 2}\n    retry: {retries: 1}\n'), clock.now)
+  await gw.get('/doc')
+  clock.advance(2_000)
+  failing = true
+  const failed = async (): Promise<number> => await gw.metric('resilience4j_retry_calls_total', { name: 'c', kind: 'failed_without_retry' })
+  t.same([(await gw.get('/doc')).headers['x-cache'], (await gw.get('/doc')).headers['x-cache']], ['STALE', 'STALE'], 'two 500s: the breaker opens')
+  t.equal(await failed(), 2, 'the two failed calls')
+  const onOpen = await gw.get('/doc')
+  t.same([onOpen.status, onOpen.headers['x-cache']], [200, 'STALE'])
+  t.equal(await failed(), 2, 'the stale answer in place of the refusal: the client got its answer')
+  t.equal(await gw.metric('resilience4j_circuitbreaker_not_permitted_calls_total', { name: 'c' }), 1, 'a call the breaker did not permit')
+  const refused = await gw.get('/other')
+  t.equal(refused.status, 503)
+  t.equal(await failed(), 3, 'the refusal answered with 503')
+})

@@ -2,7 +2,7 @@
 import t from 'tap'
 import type { BreakerConfig } from '../../../src/config/index.js'
 import {
-  CircuitBreaker, DEFAULT_HALF_OPEN_RETRY_AFTER_MS, type BreakerStateName, type CallKind, type Permit, type Refusal,
+  BreakerEvents, CircuitBreaker, DEFAULT_HALF_OPEN_RETRY_AFTER_MS, type BreakerStateName, type CallKind, type Permit, type Refusal,
   type TransitionReason
 } from '../../../src/resilience/index.js'
 
@@ -38,13 +38,11 @@ const rig = (extra: Partial<BreakerConfig> = {}, eventCapacity?: number): Rig =>
   const transitions: Rig['transitions'] = []
   const calls: Rig['calls'] = []
   const notPermitted = { count: 0 }
-  const breaker = new CircuitBreaker('catalog', config(extra), {
-    now: () => clock.now,
-    onTransition: (from, to, reason) => transitions.push([from, to, reason]),
-    onCall: (kind, durationMs) => calls.push([kind, durationMs]),
-    onNotPermitted: () => notPermitted.count++,
-    eventCapacity
-  })
+  const events = new BreakerEvents()
+  events.transition.subscribe(({ from, to, reason }) => transitions.push([from, to, reason]))
+  events.call.subscribe(({ kind, durationMs }) => calls.push([kind, durationMs]))
+  events.notPermitted.subscribe(() => notPermitted.count++)
+  const breaker = new CircuitBreaker('catalog', config(extra), { now: () => clock.now, events, eventCapacity })
   const call: Rig['call'] = (outcome, durationMs = 10) => {
     const result = breaker.tryAcquire()
     if (result.permitted) breaker.onResult(result, outcome, durationMs, outcome === 'failure' ? 'HTTP 502' : undefined)
@@ -339,7 +337,7 @@ t.test('commands: CLOSE, FORCE_OPEN, DISABLE, METRICS_ONLY', async (t) => {
     ['OPEN', 'CLOSED', 'command'],
     ['CLOSED', 'DISABLED', 'command'],
     ['DISABLED', 'METRICS_ONLY', 'command']
-  ], 'onTransition once per change')
+  ], 'breaker.transition once per change')
   t.same(r.breaker.events().filter((e) => e.type === 'STATE_TRANSITION').map((e) => e.stateTransition), [
     'CLOSED_TO_FORCED_OPEN', 'FORCED_OPEN_TO_CLOSED', 'CLOSED_TO_OPEN', 'OPEN_TO_CLOSED', 'CLOSED_TO_DISABLED', 'DISABLED_TO_METRICS_ONLY'
   ])

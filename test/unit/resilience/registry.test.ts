@@ -37,11 +37,11 @@ t.test('the clock and listeners reach every breaker, with its name', async (t) =
   const seen: string[] = []
   const registry = new BreakerRegistry([{ id: 'a', breaker: breaker() }, { id: 'b', breaker: breaker() }], {
     now: () => now,
-    eventCapacity: 2,
-    onTransition: (name, from, to, reason) => seen.push(`${name} ${from}->${to} ${reason}`),
-    onCall: (name, kind, durationMs) => seen.push(`${name} ${kind} ${durationMs}`),
-    onNotPermitted: (name) => seen.push(`${name} not permitted`)
+    eventCapacity: 2
   })
+  registry.events.transition.subscribe(({ name, from, to, reason }) => seen.push(`${name} ${from}->${to} ${reason}`))
+  registry.events.call.subscribe(({ name, kind, durationMs }) => seen.push(`${name} ${kind} ${durationMs}`))
+  registry.events.notPermitted.subscribe(({ name }) => seen.push(`${name} not permitted`))
   const b = registry.get('b')!
   const permit = b.tryAcquire()
   if (!permit.permitted) throw new Error('expected a permit')

@@ -1,23 +1,21 @@
-// The response cache on the request path: lookups before Fastify, misses collapsed and stored, stale answers in place of failures.
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+// One route's cache on the request path: lookups, misses collapsed and stored, revalidation, stale answers in place of
+// failures. It reaches the upstream only through the narrow Upstream interface (src/core/upstream.ts).
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import type { CacheConfig, RouteConfig } from '../config/index.js'
 import {
-  ageFrom, cacheKeys, conditionalMatch, decodeEntry, decodeVariantIndex, entryFreshness, fieldValue, hostOf, invalidationKey, isPlainRequest,
-  lookupDecision, MemoryStore, notModifiedHeaders, RedisStore, requestCacheability, revalidated, routePrefix, storability,
-  TieredStore, VariantStore, type CacheEntry, type CacheKeys, type CacheRequest, type CacheStore, type EntryFreshness, type FoundValue,
-  type RevalidationHeaders, type StoreHealth
-} from '../cache/index.js'
+  gatewayError, type CacheStatus, type CapturedResponse, type Downstream, type ForwardEnd, type ForwardOptions, type Upstream
+} from '../core/index.js'
+import { decodeEntry, type CacheEntry } from './entry.js'
+import type { CacheEvents, StaleReason } from './events.js'
+import { cacheKeys, fieldValue, hostOf, invalidationKey, routePrefix, type CacheKeys, type CacheRequest } from './key.js'
 import {
-  DEFAULT_MEMORY_STORE_ENTRIES, DEFAULT_REDIS_KEY_PREFIX, type CacheConfig, type GatewayConfig, type RedisConfig, type RouteConfig
-} from '../config/index.js'
-import type { CacheOperation, CacheStoreKind, GatewayMetrics, StaleReason } from '../metrics/index.js'
-import type { CapturedResponse, ForwardEnd, RouteForwarder } from '../proxy/index.js'
-import { createRedisClient, readyWithin, type RedisConnection } from '../redis/index.js'
+  ageFrom, conditionalMatch, entryFreshness, isPlainRequest, lookupDecision, notModifiedHeaders, requestCacheability, revalidated,
+  storability, type EntryFreshness, type RevalidationHeaders
+} from './policy.js'
+import type { CacheStore } from './store.js'
+import { decodeVariantIndex, VariantStore, type FoundValue } from './variants.js'
 
-/** The X-Cache header: how the cache took part in an answer. */
-export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'REVALIDATED' | 'BYPASS'
-
-/** What a lookup found, handed from the front door to the proxy handler. */
+/** What a lookup found. */
 export type CacheLookup =
   /** Past the cache: the request's own reason (no-store, range...) or the store's (`store-error`). */
   | { readonly kind: 'bypass', readonly reason: string }
@@ -33,19 +31,10 @@ export type CacheLookup =
     readonly staleIfErrorUntil: number | null
   }
 
-/** A lookup the front door could not answer alone: what the proxy handler goes on with. */
-export type PendingLookup = Exclude<CacheLookup, { kind: 'fresh' | 'stale-while-revalidate' }>
-
-/** What the cache reports; the server turns it into metrics and log lines. */
-export interface CacheEvents {
-  readonly served: (route: string, status: CacheStatus, reason?: string) => void
-  /** A store or refresh failure: the request goes on without the cache. */
-  readonly failed: (route: string, err: unknown) => void
-}
-
 export interface RouteCacheOptions {
   readonly store: CacheStore
   readonly keyPrefix: string
+  /** Where the cache publishes its outcomes and failures. */
   readonly events: CacheEvents
   /** @default Date.now */
   readonly now?: () => number
@@ -62,6 +51,8 @@ export const INVALIDATION_TTL_MS = 24 * 3_600_000
  * conditional is then answered from it (nginx does the same). A revalidation sends the entry's validators instead.
  */
 const UNCONDITIONAL: Readonly<Record<string, null>> = { 'if-none-match': null, 'if-modified-since': null }
+
+const NO_OPTIONS: ForwardOptions = {}
 
 /**
  * Keys computed for this many distinct targets are remembered (two SHA-256 each), and the last entry decoded for as
@@ -83,9 +74,9 @@ const LOCK_POLL_MS = 20
 const UNSAFE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
 /**
- * One route's cache. Lookups happen before Fastify (`lookup`, `answerEarly`): a hit costs no more than the answer
- * itself. What needs the upstream (a miss, a revalidation) goes through `forward`, where concurrent misses on one
- * key share one upstream request: in this process by a shared promise, across instances by a short store lock.
+ * One route's cache, the pipeline's cache stage (`serve`): a hit costs no more than the answer itself. What needs
+ * the upstream (a miss, a revalidation) goes through it, where concurrent misses on one key share one upstream
+ * request: in this process by a shared promise, across instances by a short store lock.
  */
 export class RouteCache {
   readonly route: RouteConfig
@@ -143,7 +134,7 @@ export class RouteCache {
     try {
       found = await this.#variants.get(target.keys, target.request.headers)
     } catch (err) {
-      this.#events.failed(this.route.id, err)
+      this.#failed(err)
       return { kind: 'bypass', reason: 'store-error' }
     }
     return this.#found(target.request, found.keys, [found.value, found.marker])
@@ -164,7 +155,7 @@ export class RouteCache {
     if (entry === null) return { kind: 'miss', keys }
     if (marker !== null && marker !== undefined && Number(marker.toString()) >= entry.storedAt) {
       // Invalidated by a write since it was stored: gone for good.
-      this.#store.delete([keys.entry]).catch((err: unknown) => { this.#events.failed(this.route.id, err) })
+      this.#store.delete([keys.entry]).catch((err: unknown) => { this.#failed(err) })
       return { kind: 'miss', keys }
     }
     const now = this.#now()
@@ -181,100 +172,92 @@ export class RouteCache {
   }
 
   /**
-   * Answers on the raw response what the cache can answer without the upstream: a fresh entry (HIT), a stale one
-   * within stale-while-revalidate (STALE, refreshed in the background), a stale one in place of an open breaker's
-   * refusal (STALE). Returns the status sent and the request id it carried (made by `requestIdOf` only for an
-   * answer, as the refusal does), or the lookup the request goes on with.
+   * The cache stage of a request on this route. GET and HEAD are looked up: a fresh entry answers (HIT), a stale one
+   * within stale-while-revalidate answers and is refreshed in the background (STALE); otherwise the upstream is
+   * asked, unless its breaker refuses (a stale entry within stale-if-error stands in: STALE), a miss through the
+   * collapsing and storing path, a stale entry through revalidation. A write goes to the upstream and invalidates.
+   * What the cache does not answer ends in `done`, as the upstream's own forward would.
    */
-  answerEarly (
-    req: IncomingMessage, res: ServerResponse, lookup: CacheLookup, forwarder: RouteForwarder, upstreamPath: string,
-    requestIdOf: (req: IncomingMessage) => string
-  ): { readonly status: number, readonly requestId: string } | PendingLookup {
-    let status: CacheStatus
-    let reason: StaleReason | undefined
-    switch (lookup.kind) {
-      case 'fresh':
-        status = 'HIT'
-        break
-      case 'stale-while-revalidate':
-        status = 'STALE'
-        reason = 'swr'
-        break
-      case 'revalidate':
-        if (!this.#usableForFailure(lookup) || forwarder.tryRefuse() === null) return lookup
-        status = 'STALE'
-        reason = 'breaker'
-        break
-      default:
-        return lookup
-    }
-    const requestId = requestIdOf(req)
-    if (lookup.kind === 'stale-while-revalidate') this.#refresh(req, requestId, lookup, forwarder, upstreamPath)
-    return { status: this.#answer(req, res, lookup.entry, status, { 'x-request-id': requestId }, reason), requestId }
-  }
-
-  /**
-   * Forwards a request on this route, with what its lookup left to do (null when there was none: a method that is
-   * not looked up, or a request injected past the server): a bypass untouched, a miss through the collapsing and
-   * storing path, a stale entry through revalidation, a write with invalidation.
-   */
-  forward (request: FastifyRequest, reply: FastifyReply, forwarder: RouteForwarder, upstreamPath: string, lookup: PendingLookup | null): void {
-    if (lookup === null) {
-      if (!UNSAFE_METHODS.has(request.method)) {
-        forwarder.forward(request, reply, upstreamPath)
+  serve (client: Downstream, upstream: Upstream, done: (end: ForwardEnd) => void): void {
+    const req = client.req
+    if (!this.looksUp(req)) {
+      if (!UNSAFE_METHODS.has(req.method as string)) {
+        upstream.forward(client, NO_OPTIONS, done)
         return
       }
-      forwarder.forward(request, reply, upstreamPath, {
-        onEnd: (end) => {
-          // RFC 9111 section 4.4: a non-error answer to an unsafe method invalidates the target URI.
-          if (end.kind === 'relayed' && end.status < 400) this.#invalidate(request.raw, end.headers)
-          return false
-        }
+      upstream.forward(client, NO_OPTIONS, (end) => {
+        // RFC 9111 section 4.4: a non-error answer to an unsafe method invalidates the target URI.
+        if (end.kind === 'relayed' && end.status < 400) this.#invalidate(req, end.headers)
+        done(end)
       })
       return
     }
-    switch (lookup.kind) {
-      case 'bypass':
-        this.#events.served(this.route.id, 'BYPASS', lookup.reason)
-        reply.header('x-cache', 'BYPASS')
-        forwarder.forward(request, reply, upstreamPath)
-        return
-      case 'revalidate':
-        this.#fetch(request, reply, forwarder, upstreamPath, lookup, null)
-        return
-      case 'miss':
-        this.#collapse(request, reply, forwarder, upstreamPath, lookup)
+    // An in-process store answers at once: no promise hop between the request and its HIT.
+    const known = this.lookupNow(req)
+    if (known !== undefined) {
+      this.#looked(client, upstream, known, done)
+      return
     }
+    this.lookup(req).then((lookup) => { this.#looked(client, upstream, lookup, done) }, (err: unknown) => {
+      done({ kind: 'failed', error: internalError(err), answered: false })
+    })
+  }
+
+  #looked (client: Downstream, upstream: Upstream, lookup: CacheLookup, done: (end: ForwardEnd) => void): void {
+    switch (lookup.kind) {
+      case 'fresh':
+        this.#answer(client, lookup.entry, 'HIT')
+        return
+      case 'stale-while-revalidate':
+        this.#refresh(client, lookup, upstream)
+        this.#answer(client, lookup.entry, 'STALE', 'swr')
+        return
+      case 'bypass':
+        this.#served('BYPASS', lookup.reason)
+        client.cacheStatus = 'BYPASS'
+        upstream.forward(client, NO_OPTIONS, done)
+        return
+    }
+    // Refused at once while the breaker is open, before any lock or collapsing.
+    const retryAfterMs = upstream.refusal()
+    if (retryAfterMs !== null) {
+      if (lookup.kind === 'revalidate' && this.#usableForFailure(lookup)) this.#answer(client, lookup.entry, 'STALE', 'breaker')
+      else done({ kind: 'refused', retryAfterMs, retried: false })
+      return
+    }
+    if (lookup.kind === 'revalidate') this.#fetch(client, upstream, lookup, null, done)
+    else this.#collapse(client, upstream, lookup, done)
   }
 
   /** Concurrent misses on one key wait for the first one's answer instead of asking the upstream too. */
-  #collapse (request: FastifyRequest, reply: FastifyReply, forwarder: RouteForwarder, upstreamPath: string, lookup: CacheLookup & { kind: 'miss' }): void {
+  #collapse (client: Downstream, upstream: Upstream, lookup: CacheLookup & { kind: 'miss' }, done: (end: ForwardEnd) => void): void {
     const key = lookup.keys.entry
     const pending = this.#inflight.get(key)
     if (pending !== undefined) {
+      // The promise only resolves (see `stored` below); what throws in here is the gateway's own failure.
       pending.then((entry) => {
-        if (entry !== null && this.#answers(entry, request.raw)) this.#answerReply(request, reply, entry, 'HIT')
-        else this.#fetch(request, reply, forwarder, upstreamPath, lookup, null)
-      }).catch((err: unknown) => { reply.send(err) })
+        if (entry !== null && this.#answers(entry, client.req)) this.#answer(client, entry, 'HIT')
+        else this.#fetch(client, upstream, lookup, null, done)
+      }).catch((err: unknown) => { done({ kind: 'failed', error: internalError(err), answered: false }) })
       return
     }
     let settle: (entry: CacheEntry | null) => void = () => {}
     this.#inflight.set(key, new Promise((resolve) => { settle = resolve }))
-    const done = (entry: CacheEntry | null): void => {
+    const stored = (entry: CacheEntry | null): void => {
       this.#inflight.delete(key)
       settle(entry)
       this.#store.unlock(lookup.keys.lock).catch(() => {})
     }
-    this.#lockOrAwait(request.raw, lookup.keys).then((stored) => {
-      if (stored === null) {
-        this.#fetch(request, reply, forwarder, upstreamPath, lookup, done)
+    this.#lockOrAwait(client.req, lookup.keys).then((entry) => {
+      if (entry === null) {
+        this.#fetch(client, upstream, lookup, stored, done)
         return
       }
-      this.#answerReply(request, reply, stored, 'HIT')
-      done(stored)
-    }).catch((err: unknown) => {
-      done(null)
-      reply.send(err)
+      this.#answer(client, entry, 'HIT')
+      stored(entry)
+    }, (err: unknown) => {
+      stored(null)
+      done({ kind: 'failed', error: internalError(err), answered: false })
     })
   }
 
@@ -302,7 +285,7 @@ export class RouteCache {
         if (entry !== null || varies) return entry
       }
     } catch (err) {
-      this.#events.failed(this.route.id, err)
+      this.#failed(err)
     }
     return null
   }
@@ -310,74 +293,70 @@ export class RouteCache {
   /**
    * Asks the upstream: conditionally when a stale entry has validators (a 304 that selects it refreshes it:
    * REVALIDATED; one that selects nothing is followed by an unconditional request), storing what may be stored; a
-   * failure within the entry's stale-if-error window is answered from it (STALE).
+   * failure within the entry's stale-if-error window is answered from it (STALE). `stored` hears what was stored.
    */
   #fetch (
-    request: FastifyRequest, reply: FastifyReply, forwarder: RouteForwarder, upstreamPath: string,
-    lookup: CacheLookup & { kind: 'miss' | 'revalidate' }, done: ((entry: CacheEntry | null) => void) | null
+    client: Downstream, upstream: Upstream, lookup: CacheLookup & { kind: 'miss' | 'revalidate' },
+    stored: ((entry: CacheEntry | null) => void) | null, done: (end: ForwardEnd) => void
   ): void {
     const stale = lookup.kind === 'revalidate' ? lookup : null
     const conditional = stale !== null && Object.keys(stale.validators).length > 0
-    const finish = (entry: CacheEntry | null): void => { done?.(entry) }
-    // A 304 that selects no stored response: ask again without validators and store that (RFC 9111 section 4.3.4).
-    const refetch = (): void => { this.#fetch(request, reply, forwarder, upstreamPath, { ...stale as CacheLookup & { kind: 'revalidate' }, validators: {} }, done) }
-    reply.header('x-cache', 'MISS')
-    forwarder.forward(request, reply, upstreamPath, {
+    const finish = (entry: CacheEntry | null): void => { stored?.(entry) }
+    client.cacheStatus = 'MISS'
+    upstream.forward(client, {
       headers: stale === null ? UNCONDITIONAL : { ...UNCONDITIONAL, ...stale.validators },
       captureUpToBytes: this.#config.maxObjectSizeBytes,
       // A 304 to a request without validators is the upstream's own doing: relayed as it is, never looped on.
-      holdBack: (status) => stale !== null && ((status === 304 && conditional) || (status >= 500 && this.#usableForFailure(stale))),
-      onEnd: (end) => this.#fetched(request, reply, lookup.keys, stale, end, finish, refetch)
+      holdBack: (status) => stale !== null && ((status === 304 && conditional) || (status >= 500 && this.#usableForFailure(stale)))
+    }, (end) => {
+      switch (end.kind) {
+        case 'relayed':
+          this.#served('MISS')
+          if (end.captured === null) finish(null)
+          else this.#store304OrNew(client.req, lookup.keys, end.captured).then(finish, () => { finish(null) })
+          done(end)
+          return
+        case 'held':
+          this.#held(client, upstream, stale as CacheLookup & { kind: 'revalidate' }, end, stored, finish, done)
+          return
+        case 'failed':
+        case 'refused':
+          finish(null)
+          if (!(end.kind === 'failed' && end.answered) && stale !== null && this.#usableForFailure(stale)) {
+            this.#answer(client, stale.entry, 'STALE', end.kind === 'refused' ? 'breaker' : 'error')
+            return
+          }
+          done(end)
+          return
+        case 'abandoned':
+          finish(null)
+          done(end)
+      }
     })
   }
 
-  #fetched (
-    request: FastifyRequest, reply: FastifyReply, keys: CacheKeys, stale: (CacheLookup & { kind: 'revalidate' }) | null,
-    end: ForwardEnd, finish: (entry: CacheEntry | null) => void, refetch: () => void
-  ): boolean {
-    switch (end.kind) {
-      case 'relayed':
-        this.#events.served(this.route.id, 'MISS')
-        if (end.captured === null) finish(null)
-        else this.#store304OrNew(request.raw, keys, end.captured).then(finish, () => { finish(null) })
-        return true
-      case 'held': {
-        const entry = stale as CacheLookup & { kind: 'revalidate' }
-        if (end.status !== 304) {
-          this.#answerReply(request, reply, entry.entry, 'STALE', 'error')
-          finish(null)
-          return true
-        }
-        this.#store304OrNew(request.raw, keys, { status: 304, headers: end.headers, body: Buffer.alloc(0) }, entry.entry).then((refreshed) => {
-          if (refreshed === null) {
-            refetch()
-            return
-          }
-          this.#answerReply(request, reply, refreshed, 'REVALIDATED')
-          finish(refreshed)
-        }).catch((err: unknown) => {
-          finish(null)
-          reply.send(err)
-        })
-        return true
-      }
-      case 'failed':
-      case 'refused':
-        if (end.kind === 'failed' && end.answered) {
-          finish(null)
-          return true
-        }
-        if (stale !== null && this.#usableForFailure(stale)) {
-          this.#answerReply(request, reply, stale.entry, 'STALE', end.kind === 'refused' ? 'breaker' : 'error')
-          finish(null)
-          return true
-        }
-        finish(null)
-        return false
-      case 'abandoned':
-        finish(null)
-        return true
+  /** An answer held back from a revalidation: a 304 refreshes the entry (REVALIDATED), a 5xx is answered from it (STALE). */
+  #held (
+    client: Downstream, upstream: Upstream, stale: CacheLookup & { kind: 'revalidate' }, end: ForwardEnd & { kind: 'held' },
+    stored: ((entry: CacheEntry | null) => void) | null, finish: (entry: CacheEntry | null) => void, done: (end: ForwardEnd) => void
+  ): void {
+    if (end.status !== 304) {
+      this.#answer(client, stale.entry, 'STALE', 'error')
+      finish(null)
+      return
     }
+    this.#store304OrNew(client.req, stale.keys, { status: 304, headers: end.headers, body: Buffer.alloc(0) }, stale.entry).then((refreshed) => {
+      if (refreshed === null) {
+        // A 304 that selects no stored response: ask again without validators and store that (RFC 9111 section 4.3.4).
+        this.#fetch(client, upstream, { ...stale, validators: {} }, stored, done)
+        return
+      }
+      this.#answer(client, refreshed, 'REVALIDATED')
+      finish(refreshed)
+    }, (err: unknown) => {
+      finish(null)
+      done({ kind: 'failed', error: internalError(err), answered: false })
+    })
   }
 
   /** Stores a fetched answer (a 304 refreshes `previous`); resolves with the entry now stored, or null. */
@@ -390,7 +369,7 @@ export class RouteCache {
       const refresh = revalidated(previous, request, { status: 304, headers: answer.headers }, this.#config, now)
       if (refresh === null) return null
       if (!refresh.store.storable) {
-        await this.#store.delete([keys.entry]).catch((err: unknown) => { this.#events.failed(this.route.id, err) })
+        await this.#store.delete([keys.entry]).catch((err: unknown) => { this.#failed(err) })
         return refresh.entry
       }
       entry = refresh.entry
@@ -398,7 +377,7 @@ export class RouteCache {
     } else {
       const decision = storability(request, { status: answer.status, headers: answer.headers }, this.#config, now, answer.body.length)
       if (!decision.storable) {
-        this.#events.served(this.route.id, 'BYPASS', decision.reason)
+        this.#served('BYPASS', decision.reason)
         return null
       }
       entry = { ...decision.head, body: answer.body }
@@ -407,30 +386,32 @@ export class RouteCache {
     try {
       await this.#variants.set(keys, req.headers, entry, ttlMs)
     } catch (err) {
-      this.#events.failed(this.route.id, err)
+      this.#failed(err)
     }
     return entry
   }
 
   /** Refreshes a stale entry in the background, once per key at a time in this process and, by the lock, across instances. */
-  #refresh (req: IncomingMessage, requestId: string, lookup: CacheLookup & { kind: 'stale-while-revalidate' }, forwarder: RouteForwarder, upstreamPath: string): void {
+  #refresh (client: Downstream, lookup: CacheLookup & { kind: 'stale-while-revalidate' }, upstream: Upstream): void {
     const { keys, entry, validators } = lookup
     if (this.#refreshing.has(keys.entry)) return
     this.#refreshing.add(keys.entry)
+    const req = client.req
+    const maxBytes = this.#config.maxObjectSizeBytes
     const run = async (): Promise<void> => {
       if (!await this.#store.lock(keys.lock, this.route.timeoutMs)) return
       try {
-        const answer = await forwarder.fetch(req, requestId, upstreamPath, { ...UNCONDITIONAL, ...validators }, this.#config.maxObjectSizeBytes)
+        const answer = await upstream.fetch(client, { ...UNCONDITIONAL, ...validators }, maxBytes)
         const stored = await this.#store304OrNew(req, keys, answer, entry)
         if (stored === null && answer.status === 304 && Object.keys(validators).length > 0) {
           // The 304 selects no stored response (RFC 9111 section 4.3.4): fetch it whole.
-          await this.#store304OrNew(req, keys, await forwarder.fetch(req, requestId, upstreamPath, UNCONDITIONAL, this.#config.maxObjectSizeBytes))
+          await this.#store304OrNew(req, keys, await upstream.fetch(client, UNCONDITIONAL, maxBytes))
         }
       } finally {
         await this.#store.unlock(keys.lock)
       }
     }
-    run().catch((err: unknown) => { this.#events.failed(this.route.id, err) })
+    run().catch((err: unknown) => { this.#failed(err) })
       .finally(() => { this.#refreshing.delete(keys.entry) })
   }
 
@@ -458,7 +439,7 @@ export class RouteCache {
     }
     const time = Buffer.from(String(this.#now()))
     for (const marker of markers) {
-      this.#store.set(marker, time, INVALIDATION_TTL_MS).catch((err: unknown) => { this.#events.failed(this.route.id, err) })
+      this.#store.set(marker, time, INVALIDATION_TTL_MS).catch((err: unknown) => { this.#failed(err) })
     }
   }
 
@@ -479,34 +460,31 @@ export class RouteCache {
     return lookup.staleIfErrorUntil !== null && this.#now() < lookup.staleIfErrorUntil
   }
 
-  /** An answer from `entry` through Fastify's reply, so its hooks (metrics, access log) see it. */
-  #answerReply (request: FastifyRequest, reply: FastifyReply, entry: CacheEntry, status: CacheStatus, reason?: StaleReason): void {
-    reply.hijack()
-    this.#answer(request.raw, reply.raw, entry, status, reply.getHeaders() as OutgoingHttpHeaders, reason)
-  }
-
-  /** Writes an answer from `entry`: 304 when the client's own validators match it, no body for HEAD. */
-  #answer (req: IncomingMessage, res: ServerResponse, entry: CacheEntry, status: CacheStatus, own: OutgoingHttpHeaders, reason?: StaleReason): number {
-    this.#events.served(this.route.id, status, reason)
+  /** Answers from `entry`: 304 when the client's own validators match it, no body for HEAD. */
+  #answer (client: Downstream, entry: CacheEntry, status: CacheStatus, reason?: StaleReason): void {
+    this.#served(status, reason)
     const now = this.#now()
     const { freshness, fields } = this.#partsOf(entry)
-    const age = String(ageFrom(freshness, entry, now))
+    const req = client.req
     const notModified = conditionalMatch(asCacheRequest(req), entry)
-    const headers: Array<string | number | readonly string[]> = []
+    let headers: string[]
     if (notModified) {
+      headers = []
       for (const [name, value] of Object.entries(notModifiedHeaders(entry, now))) headers.push(name, value)
     } else {
-      headers.push(...fields, 'age', age, 'content-length', String(entry.body.length))
+      headers = [...fields, 'age', String(ageFrom(freshness, entry, now)), 'content-length', String(entry.body.length)]
     }
-    for (const name in own) {
-      const value = own[name]
-      if (value !== undefined && name !== 'x-cache') headers.push(name, typeof value === 'number' ? String(value) : value)
-    }
-    headers.push('x-cache', status)
-    const code = notModified ? 304 : entry.status
-    res.writeHead(code, headers as string[])
-    res.end(notModified || req.method === 'HEAD' ? undefined : entry.body)
-    return code
+    client.cacheStatus = status
+    client.writeHead(notModified ? 304 : entry.status, headers)
+    client.res.end(notModified || req.method === 'HEAD' ? undefined : entry.body)
+  }
+
+  #served (status: CacheStatus, reason?: string): void {
+    this.#events.outcome.publish({ route: this.route.id, status, reason })
+  }
+
+  #failed (err: unknown): void {
+    this.#events.failure.publish({ route: this.route.id, err })
   }
 
   #decode (key: string, value: Buffer): CacheEntry | null {
@@ -546,88 +524,11 @@ export class RouteCache {
   }
 }
 
+/** What went wrong in the cache itself, as the client's 500: the cause is kept for the log. */
+function internalError (err: unknown): Error & { readonly code: string } {
+  return gatewayError('BW_ERR_GATEWAY_INTERNAL', 'the gateway failed to handle this request', err)
+}
+
 function asCacheRequest (req: IncomingMessage): CacheRequest {
   return { method: req.method as string, url: req.url as string, headers: req.headers }
-}
-
-/** Every caching route's cache over one shared store, and what the actuator needs of them. */
-export interface RouteCaches {
-  readonly byRoute: ReadonlyMap<string, RouteCache>
-  /** The `redis` health component, or null when the store is in memory. */
-  readonly health: () => StoreHealth | null
-  /** Deletes what route `routeId` cached, or only entries under `pathPrefix`; returns how many keys went. */
-  readonly purge: (routeId: string, pathPrefix?: string) => Promise<number>
-  /**
-   * Resolves once Redis is connected, or after its connectTimeout: the gateway starts either way (the cache fails
-   * open), but a gateway that can reach Redis serves its first requests from it.
-   */
-  readonly connected: () => Promise<void>
-  readonly close: () => Promise<void>
-}
-
-/** How often at most a failing store is logged: an outage must not flood the log with one line per request. */
-export const STORE_WARNING_INTERVAL_MS = 30_000
-
-/**
- * Builds the store (Redis, standalone or Cluster, with each route's in-process tier; or one in-memory store) and a
- * RouteCache for each route with a `cache:` block, reporting to `metrics` and warning through `warn`.
- */
-export function buildRouteCaches (config: GatewayConfig, metrics: GatewayMetrics, warn: (details: object, message: string) => void, now: () => number = Date.now): RouteCaches {
-  const cached = config.routes.filter((route) => route.cache !== null)
-  const redis = config.redis
-  let lastWarning = -Infinity
-  const failed = (route: string, err: unknown): void => {
-    if (now() - lastWarning < STORE_WARNING_INTERVAL_MS) return
-    lastWarning = now()
-    warn({ route, err }, `cache bypassed: ${(err as Error).message} (logged at most every ${STORE_WARNING_INTERVAL_MS / 1000} s)`)
-  }
-  const observe = (store: CacheStoreKind) => (operation: CacheOperation, seconds: number, error?: Error): void => {
-    metrics.observeCacheOperation(operation, store, seconds, error !== undefined)
-  }
-  const events: CacheEvents = {
-    served: (route, status, reason) => {
-      if (status === 'HIT' || status === 'REVALIDATED') metrics.countCacheHit(route)
-      else if (status === 'MISS') metrics.countCacheMiss(route)
-      else if (status === 'STALE') metrics.countStaleServed(route, reason as StaleReason)
-      else metrics.countCacheBypass(route, reason as string)
-    },
-    failed
-  }
-  for (const route of cached) metrics.declareCache(route.id)
-
-  if (cached.length === 0) {
-    return { byRoute: new Map(), health: () => null, purge: async () => 0, connected: async () => {}, close: async () => {} }
-  }
-  let shared: CacheStore
-  let connection: RedisConnection | null = null
-  if (redis === null) {
-    shared = new MemoryStore({ maxEntries: DEFAULT_MEMORY_STORE_ENTRIES, now, onOperation: observe('memory') })
-  } else {
-    connection = createRedisClient({ ...redis, onError: (err) => { failed('-', err) } })
-    shared = new RedisStore(connection, { commandTimeoutMs: redis.commandTimeoutMs, onOperation: observe('redis') })
-  }
-  const keyPrefix = redis?.keyPrefix ?? DEFAULT_REDIS_KEY_PREFIX
-  const tiers: TieredStore[] = []
-  const byRoute = new Map(cached.map((route) => {
-    const tier = (route.cache as CacheConfig).memory
-    let store = shared
-    if (tier !== null && redis !== null) {
-      const tiered = new TieredStore(shared, { maxEntries: tier.maxEntries, ttlMs: tier.ttlMs, now, onOperation: observe('memory') })
-      tiers.push(tiered)
-      store = tiered
-    }
-    return [route.id, new RouteCache(route, { store, keyPrefix, events, now })]
-  }))
-  return {
-    byRoute,
-    health: () => connection === null ? null : shared.health(),
-    purge: async (routeId, pathPrefix) => await (byRoute.get(routeId) as RouteCache).purge(pathPrefix),
-    connected: async () => {
-      if (connection !== null) await readyWithin(connection, (redis as RedisConfig).connectTimeoutMs)
-    },
-    close: async () => {
-      await Promise.all(tiers.map(async (tier) => { await tier.close() }))
-      await shared.close()
-    }
-  }
 }

@@ -1,16 +1,14 @@
 // buildAutoscaler(config): composes the Redis Cluster autoscaler (admin connections, lease, journal, control loop, metrics, /actuator); never listens itself.
-import { hostname } from 'node:os'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { autoscalerActuatorPlugin } from '../actuator/index.js'
 import { ClusterAdmin, ControlLoop, Journal, Lease, splitAddress } from '../autoscaler/index.js'
-import { INSTANCE_ID_ENV, type GatewayConfig } from '../config/index.js'
-import { problemFor } from '../core/index.js'
+import { instanceIdFrom, type GatewayConfig } from '../config/index.js'
+import { asGatewayError, problemFor } from '../core/index.js'
 import { AutoscalerMetrics } from '../metrics/index.js'
+import { requestIdFor } from '../pipeline/index.js'
 import { connectNode, createRedisClient, parseRedisAddress, type RedisAddress } from '../redis/index.js'
-import { AccessLog } from './access-log.js'
-import { createGatewayServer, onClientError } from './http-server.js'
-import { asGatewayError, replyProblem } from './problems.js'
-import { requestIdFor } from './request-id.js'
+// The /actuator listener is built like the gateway's: same server options, client errors and problem+json.
+import { createGatewayServer, onClientError, QuietRequestLog, replyProblem } from '../server/index.js'
 
 /**
  * How much longer than MIGRATE's own timeout an admin command may take (ms): MIGRATE answers only once the target
@@ -61,7 +59,7 @@ export function buildAutoscaler (config: GatewayConfig, deps: AutoscalerDeps): A
   const { connectTimeoutMs, commandTimeoutMs, keyPrefix } = config.redis
   const settings = config.autoscaler
   const log = deps.logger
-  const holder = deps.holder ?? `${process.env[INSTANCE_ID_ENV] ?? hostname()}/${process.pid}`
+  const holder = deps.holder ?? `${instanceIdFrom(process.env)}/${process.pid}`
   const metrics = new AutoscalerMetrics()
 
   const admin = new ClusterAdmin({
@@ -99,7 +97,7 @@ export function buildAutoscaler (config: GatewayConfig, deps: AutoscalerDeps): A
   const app = Fastify({
     loggerInstance: log,
     // Scrapes and probes every few seconds would drown the loop's own lines.
-    logController: new AccessLog(false, () => {}),
+    logController: new QuietRequestLog(),
     genReqId: requestIdFor,
     serverFactory: (handler) => createGatewayServer(handler, config.server),
     clientErrorHandler: onClientError

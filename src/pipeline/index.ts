@@ -1,0 +1,6 @@
+export * from './context.js'
+export * from './pipeline.js'
+export * from './record.js'
+export * from './request-id.js'
+export * from './resolve.js'
+export * from './route-runtime.js'
