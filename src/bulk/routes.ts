@@ -1,8 +1,7 @@
 // Bulk routes on the request path: single writes read and validated, then gathered into batches (sync) or queued (async).
-import type { IncomingMessage } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { BulkConfig, RouteConfig } from '../config/index.js'
-import { gatewayError, isGatewayError, retryAfterSeconds, type Downstream, type ErrorCode } from '../core/index.js'
+import { gatewayError, isGatewayError, readBody, retryAfterSeconds, type Downstream, type ErrorCode } from '../core/index.js'
 import { AsyncSender, BULK_ITEM_IDS_HEADER, bulkItemIds } from './async-sender.js'
 import { BulkWriter, type BulkItemResult, type BulkSend } from './bulk-writer.js'
 import { Coalescer } from './coalescer.js'
@@ -346,30 +345,4 @@ export class AsyncBulkRoute extends BulkRoute {
     await this.#queue.close()
     return await this.#sender.stop(timeoutMs)
   }
-}
-
-/** The body as one buffer, or null once it passes `limit` bytes (the rest is not read). */
-function readBody (req: IncomingMessage, limit: number, done: (err: Error | null, body: Buffer | null) => void): void {
-  const chunks: Buffer[] = []
-  let bytes = 0
-  // Listeners, not an async iterator: measured, the iterator's promises and ticks cost more than the rest of a write.
-  const finish = (err: Error | null, body: Buffer | null): void => {
-    req.off('data', onData)
-    req.off('end', onEnd)
-    req.off('error', onError)
-    req.off('close', onClose)
-    done(err, body)
-  }
-  const onData = (chunk: Buffer): void => {
-    bytes += chunk.length
-    if (bytes > limit) finish(null, null)
-    else chunks.push(chunk)
-  }
-  const onEnd = (): void => { finish(null, chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, bytes)) }
-  const onError = (err: Error): void => { finish(err, null) }
-  const onClose = (): void => { if (!req.complete) finish(new Error('the client closed the connection mid-body'), null) }
-  req.on('data', onData)
-  req.on('end', onEnd)
-  req.on('error', onError)
-  req.on('close', onClose)
 }

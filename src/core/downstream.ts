@@ -25,7 +25,7 @@ export interface Downstream {
    */
   writeHead (status: number, fields: ResponseFields): void
   /** A whole answer of the gateway's own: `body` with its content type, and any extra fields (a flat list). */
-  send (status: number, contentType: string, body: Buffer, fields?: readonly string[]): void
+  send (status: number, contentType: string, body: Buffer | string, fields?: readonly string[]): void
   /** The gateway's problem `code` as application/problem+json, closing the connection when the status asks for it. */
   problem (code: ErrorCode, detail: string, fields?: readonly string[]): void
 }

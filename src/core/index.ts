@@ -1,5 +1,6 @@
 export * from './downstream.js'
 export * from './errors.js'
 export * from './problem.js'
+export * from './read-body.js'
 export * from './topic.js'
 export * from './upstream.js'

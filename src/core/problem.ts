@@ -38,6 +38,26 @@ export function problemFor (code: ErrorCode, detail: string, context: ProblemCon
   return problem
 }
 
+/** The serialized members before `detail`, by code: the part of a problem body that never varies. */
+const PROBLEM_HEADS = new Map<ErrorCode, string>()
+
+/**
+ * JSON.stringify(problemFor(code, detail, context)), by construction, without building the object: a problem is the
+ * whole answer of a fast-fail, and serializing a fresh one cost a tenth of it. Members in problemFor's order.
+ */
+export function problemJson (code: ErrorCode, detail: string, context: ProblemContext = {}): string {
+  let head = PROBLEM_HEADS.get(code)
+  if (head === undefined) {
+    const { type, title, status } = problemFor(code, '')
+    head = `{"type":${JSON.stringify(type)},"title":${JSON.stringify(title)},"status":${status},"detail":`
+    PROBLEM_HEADS.set(code, head)
+  }
+  let json = `${head}${JSON.stringify(detail)},"code":"${code}"`
+  if (context.route !== undefined) json += `,"route":${JSON.stringify(context.route)}`
+  if (context.requestId !== undefined) json += `,"requestId":${JSON.stringify(context.requestId)}`
+  return json + '}'
+}
+
 /** Retry-After (RFC 9110 section 10.2.3) in whole delay-seconds, at least 1: a client told 0 would come straight back. */
 export function retryAfterSeconds (retryAfterMs: number): string {
   return String(Math.max(1, Math.ceil(retryAfterMs / 1000)))

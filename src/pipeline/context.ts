@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { RouteConfig } from '../config/index.js'
 import {
-  closesConnection, PROBLEM_CONTENT_TYPE_UTF8, problemFor,
+  closesConnection, ERROR_TABLE, PROBLEM_CONTENT_TYPE_UTF8, problemJson,
   type CacheStatus, type Downstream, type ErrorCode, type ResponseFields, type Topic
 } from '../core/index.js'
 import { NOT_FOUND_URI } from '../metrics/index.js'
@@ -60,19 +60,20 @@ export class RequestContext implements Downstream, RequestRecord {
     this.res.writeHead(status, fields)
   }
 
-  send (status: number, contentType: string, body: Buffer, fields: readonly string[] = NO_FIELDS): void {
+  send (status: number, contentType: string, body: Buffer | string, fields: readonly string[] = NO_FIELDS): void {
     const res = this.res
     // A client that went away has nothing to read; its request was recorded when it left.
     if (res.headersSent || res.destroyed) return
-    this.writeHead(status, ['content-type', contentType, 'content-length', String(body.length), ...fields])
+    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length
+    this.writeHead(status, ['content-type', contentType, 'content-length', String(length), ...fields])
     res.end(body)
   }
 
   problem (code: ErrorCode, detail: string, fields: readonly string[] = NO_FIELDS): void {
     this.code = code
-    const problem = problemFor(code, detail, { route: this.routeId ?? undefined, requestId: this.requestId })
-    const body = Buffer.from(JSON.stringify(problem))
-    this.send(problem.status, PROBLEM_CONTENT_TYPE_UTF8, body, closesConnection(problem.status) ? [...fields, 'connection', 'close'] : fields)
+    const status = ERROR_TABLE[code].status
+    const body = problemJson(code, detail, { route: this.routeId ?? undefined, requestId: this.requestId })
+    this.send(status, PROBLEM_CONTENT_TYPE_UTF8, body, closesConnection(status) ? [...fields, 'connection', 'close'] : fields)
   }
 
   readonly #closed = (): void => {

@@ -5,7 +5,7 @@ import type { TLSSocket } from 'node:tls'
 import { Pool, type Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/index.js'
 import {
-  gatewayError, retryAfterSeconds,
+  gatewayError, readBody, retryAfterSeconds,
   type GatewayError,
   type CapturedResponse, type Downstream, type ForwardEnd, type ForwardOptions, type Upstream
 } from '../core/index.js'
@@ -288,25 +288,22 @@ export class RouteForwarder implements Upstream {
     }
     const status = answer.statusCode
     const failed = route.breaker.failureStatuses.includes(status)
-    const chunks: Buffer[] = []
-    let bytes = 0
+    let body: Buffer | null
     try {
-      for await (const chunk of answer.body as AsyncIterable<Buffer>) {
-        bytes += chunk.length
-        if (bytes > maxBytes) {
-          answer.body.destroy()
-          break
-        }
-        chunks.push(chunk)
-      }
+      body = await new Promise<Buffer | null>((resolve, reject) => {
+        readBody(answer.body, maxBytes, (err, whole) => { if (err === null) resolve(whole); else reject(err) })
+      })
     } catch (err) {
       const error = translateUpstreamError(err as Error, route.id, target.origin, route.timeoutMs)
       settle('failure', error.message)
       throw error
     }
     settle(failed ? 'failure' : 'success', failed ? `upstream answered ${status}` : undefined)
-    if (bytes > maxBytes) throw call.tooLarge(target.origin, status)
-    return { status, headers: clientResponseHeaders(answer.headers), body: Buffer.concat(chunks, bytes) }
+    if (body === null) {
+      answer.body.destroy()
+      throw call.tooLarge(target.origin, status)
+    }
+    return { status, headers: clientResponseHeaders(answer.headers), body }
   }
 
   /** See Upstream.refusal: the breaker's not-permitted count takes it, the retry counts do not. */

@@ -1,7 +1,7 @@
 // The error table: codes, statuses, problem bodies, and the README's list kept in step with them.
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { ERROR_TABLE, gatewayError, isGatewayError, problemFor, rawProblemResponse, type ErrorCode } from '../../../src/core/index.js'
+import { asGatewayError, ERROR_TABLE, gatewayError, isGatewayError, problemFor, problemJson, rawProblemResponse, type ErrorCode } from '../../../src/core/index.js'
 
 const codes = Object.keys(ERROR_TABLE) as ErrorCode[]
 
@@ -51,4 +51,26 @@ t.test('the README lists every code with its status, and no other', async (t) =>
   const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8')
   const listed = new Map([...readme.matchAll(/^\| `(BW_ERR_[A-Z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1], Number(m[2])]))
   t.same(Object.fromEntries(listed), Object.fromEntries(codes.map((code) => [code, ERROR_TABLE[code].status])))
+})
+
+t.test('problemJson is JSON.stringify of problemFor, for every code and any text', async (t) => {
+  const texts = ['plain', 'quote " backslash \\ newline \n', '\u0000\u001f é \u2028 😀', '']
+  for (const code of codes) {
+    for (const [i, detail] of texts.entries()) {
+      for (const [j, context] of [{}, { route: 'r' }, { requestId: texts[1] }, { route: texts[2], requestId: 'id' }].entries()) {
+        // Labelled by index: a U+2028 in a test's name would split its TAP line.
+        t.equal(problemJson(code, detail, context), JSON.stringify(problemFor(code, detail, context)), `${code}, text ${i}, context ${j}`)
+      }
+    }
+  }
+})
+
+t.test('asGatewayError keeps our errors, a framework\'s 4xx in a gateway code, anything else as internal', async (t) => {
+  const ours = gatewayError('BW_ERR_UPSTREAM_TIMEOUT', 'slow')
+  t.equal(asGatewayError(ours), ours)
+  t.equal(asGatewayError(Object.assign(new Error('big'), { statusCode: 413 })).code, 'BW_ERR_REQUEST_BODY_TOO_LARGE')
+  t.equal(asGatewayError(Object.assign(new Error('bad'), { statusCode: 400 })).code, 'BW_ERR_REQUEST_MALFORMED')
+  const internal = asGatewayError(new Error('secret /etc/path'))
+  t.equal(internal.code, 'BW_ERR_GATEWAY_INTERNAL')
+  t.notMatch(internal.message, /secret/)
 })
