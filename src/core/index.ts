@@ -1,3 +1,4 @@
+export * from './breaker.js'
 export * from './downstream.js'
 export * from './errors.js'
 export * from './problem.js'

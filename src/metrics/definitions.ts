@@ -1,5 +1,5 @@
 // The one table of metric definitions: names, help, type, labels and buckets are a public contract (dashboards and alerts read them).
-import { BREAKER_STATES } from '../resilience/types.js'
+import { BREAKER_STATES } from '../core/index.js'
 
 export type MetricType = 'counter' | 'gauge' | 'histogram'
 

@@ -2,8 +2,7 @@
 import {
   collectDefaultMetrics, Gauge, Registry, type Metric, type RegistryContentType
 } from 'prom-client'
-import type { BreakerSnapshot } from '../resilience/types.js'
-import { BREAKER_STATES } from '../resilience/types.js'
+import { BREAKER_STATES, type BreakerSnapshot } from '../core/index.js'
 import {
   BREAKER_CALL_KINDS, BULK_BATCH_OUTCOMES, BULK_ITEM_OUTCOMES, CACHE_OPERATIONS, METRICS, RETRY_CALL_KINDS, type BreakerCallKind,
   type BulkBatchOutcome, type BulkItemOutcome, type CacheOperation, type CacheStoreKind, type MetricDefinition, type Outcome,

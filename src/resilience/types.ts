@@ -1,8 +1,9 @@
 // The breaker's public shapes: Resilience4j's states, per-call outcomes, and what the actuator shows of a breaker.
 
-/** Resilience4j's circuit breaker states, with its meanings (see README "Circuit breakers"). */
-export const BREAKER_STATES = ['CLOSED', 'OPEN', 'HALF_OPEN', 'FORCED_OPEN', 'DISABLED', 'METRICS_ONLY'] as const
-export type BreakerStateName = typeof BREAKER_STATES[number]
+import type { BreakerStateName } from '../core/index.js'
+
+// The states and the snapshot are core's: metrics and the actuator read them without importing this feature.
+export { BREAKER_STATES, type BreakerSnapshot, type BreakerStateName } from '../core/index.js'
 
 /** What one call through the breaker came to. `ignored`: neither (a 4xx, a client that left): it is not counted. */
 export type CallOutcome = 'success' | 'failure' | 'ignored'
@@ -10,21 +11,6 @@ export type CallOutcome = 'success' | 'failure' | 'ignored'
 /** Operator commands, as Spring Boot Actuator's POST /actuator/circuitbreakers/{name} takes them in `updateState`. */
 export const BREAKER_COMMANDS = ['CLOSE', 'FORCE_OPEN', 'DISABLE', 'METRICS_ONLY'] as const
 export type BreakerCommand = typeof BREAKER_COMMANDS[number]
-
-/** Resilience4j's per-breaker figures, as its actuator and health indicator show them. Rates are -1 until `minimumCalls`. */
-export interface BreakerSnapshot {
-  readonly name: string
-  readonly state: BreakerStateName
-  readonly failureRate: number
-  readonly failureRateThreshold: number
-  readonly slowCallRate: number
-  readonly slowCallRateThreshold: number
-  readonly bufferedCalls: number
-  readonly failedCalls: number
-  readonly slowCalls: number
-  readonly slowFailedCalls: number
-  readonly notPermittedCalls: number
-}
 
 /** Resilience4j's event types (CircuitBreakerEvent.Type) that Breakwater emits. */
 export type BreakerEventType = 'SUCCESS' | 'ERROR' | 'IGNORED_ERROR' | 'NOT_PERMITTED' | 'STATE_TRANSITION' | 'RESET' |
