@@ -25,6 +25,7 @@ export function figures (result) {
     const rps = pick((s) => s.rps)
     const p50 = pick((s) => s.p50Ms)
     const p99 = pick((s) => s.p99Ms)
+    const p99Saturated = pick((s) => s.p99ThroughputMs)
     const cpu = pick((s) => s.cpuUsPerRequest)
     const perRound = (/** @type {(s: Sample) => number} */ f) => summarize(row.samples.map((s, i) => {
       const base = baseline?.samples[i]
@@ -32,6 +33,7 @@ export function figures (result) {
     }))
     const baseRps = baseline === undefined ? NaN : summarize(baseline.samples.map((s) => s.rps)).median
     const baseP99 = baseline === undefined ? NaN : summarize(baseline.samples.map((s) => s.p99Ms)).median
+    const baseP99Saturated = baseline === undefined ? NaN : summarize(baseline.samples.map((s) => s.p99ThroughputMs)).median
     return {
       row,
       rps,
@@ -42,6 +44,8 @@ export function figures (result) {
       rpsRatioPerRound: perRound((s) => s.rps),
       p99Ratio: p99.median / baseP99,
       p99RatioPerRound: perRound((s) => s.p99Ms),
+      p99Saturated,
+      p99SaturatedRatio: p99Saturated.median / baseP99Saturated,
       proxyCpuShare: pick((s) => s.proxyCpuShare),
       loadCpuShare: pick((s) => s.loadCpuShare),
 
@@ -57,8 +61,8 @@ export function figures (result) {
 export function formatTable (result) {
   const { throughputConnections: c, latencyConnections: l } = result.options
   const lines = [
-    `| candidate | requests/s at -c${c} (median, min–max) | ratio to baseline | p50 at -c${l} | p99 at -c${l} | p99 ratio | CPU µs/request |`,
-    '|---|---:|---:|---:|---:|---:|---:|'
+    `| candidate | requests/s at -c${c} (median, min–max) | ratio to baseline | p50 at -c${l} | p99 at -c${l} | p99 ratio | p99 at -c${c} (ratio) | CPU µs/request |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|'
   ]
   for (const f of figures(result)) {
     const perRound = (/** @type {import('./stats.js').Summary} */ s) => Number.isFinite(s.min) && s.min !== s.max ? ` (${fixed(s.min, 2)}–${fixed(s.max, 2)})` : ''
@@ -68,6 +72,7 @@ export function formatTable (result) {
       `| ${ms(f.p50.median)} ` +
       `| ${range(f.p99, ms)} ` +
       `| ${ratio(f.p99Ratio)}${f.row.candidate.baseline === true ? '' : perRound(f.p99RatioPerRound)} ` +
+      `| ${ms(f.p99Saturated.median)} (${ratio(f.p99SaturatedRatio)}) ` +
       `| ${range(f.cpu, (n) => fixed(n, 1))}${f.row.candidate.note === undefined ? '' : ` ${f.row.candidate.note}`} |`)
   }
   return lines.join('\n')
@@ -199,7 +204,7 @@ export function formatReport (result, env, { perRound }) {
   if (targets.length > 0) lines.push('Targets (medians):', ...targets, '')
   lines.push(
     `Method: ${o.rounds} interleaved rounds (${result.rows.map((r) => r.candidate.id).join(', ')}); each candidate started fresh, ` +
-    `warmed up ${o.warmupSec} s, then \`wrk -t1 -c${o.throughputConnections} -d${o.durationSec}s --latency\` (requests/s, CPU) and ` +
+    `warmed up ${o.warmupSec} s, then \`wrk -t1 -c${o.throughputConnections} -d${o.durationSec}s --latency\` (requests/s, CPU, the saturated p99) and ` +
     `\`wrk -t1 -c${o.latencyConnections} -d${o.durationSec}s --latency\` (p50, p99). Proxy on CPU 0; wrk and the origin on CPU 1. ` +
     'Ratios are of the medians; in parentheses, the range of the per-round ratios (each round against its own baseline). ' +
     `CPU µs/request: utime+stime of the proxy process (/proc/PID/stat, 10 ms ticks) over the -c${o.throughputConnections} run, divided by the requests wrk counted.`,

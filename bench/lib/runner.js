@@ -97,6 +97,7 @@ import { runWrk } from './wrk.js'
  * @property {number} attempts  how many measurements were taken: 1, or more when they were tainted by other work
  * @property {number} p50Ms  at latencyConnections
  * @property {number} p99Ms
+ * @property {number} p99ThroughputMs  p99 of the throughput run (throughputConnections): the tail under saturation
  * @property {number} errors  socket errors, non-2xx answers unless they are allowed, and 2xx ones when an error status is expected, in both runs
  * @property {string} errorDetail
  * @property {Record<RunKind, Record<string, number>>} figures  the scenario's observed figures of each run; empty without an observer
@@ -329,6 +330,7 @@ async function measure (scenario, candidate, round, options, ctx, services) {
       attempts: 1,
       p50Ms: latency.run.latencyMs.p50,
       p99Ms: latency.run.latencyMs.p99,
+      p99ThroughputMs: throughput.run.latencyMs.p99,
       errors: errorsOf(throughput.run) + errorsOf(latency.run),
       errorDetail: [...detail(`-c${options.throughputConnections}`, throughput.run), ...detail(`-c${options.latencyConnections}`, latency.run)].join(', '),
       figures
