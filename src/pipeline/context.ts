@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks'
 import type { RouteConfig } from '../config/index.js'
 import {
   closesConnection, ERROR_TABLE, PROBLEM_CONTENT_TYPE_UTF8, problemJson,
-  type CacheStatus, type Downstream, type ErrorCode, type ResponseFields, type Topic
+  type CacheStatus, type Downstream, type ErrorCode, type GatewayError, type ResponseFields, type Topic
 } from '../core/index.js'
 import { NOT_FOUND_URI } from '../metrics/index.js'
 import { CLIENT_CLOSED_STATUS, type RequestRecord } from './record.js'
@@ -24,7 +24,7 @@ export class RequestContext implements Downstream, RequestRecord {
   upstreamPath = ''
   cacheStatus: CacheStatus | null = null
   code: ErrorCode | null = null
-  error: Error | null = null
+  error: GatewayError | null = null
   status = 0
   durationMs = 0
   readonly #startedAt = performance.now()

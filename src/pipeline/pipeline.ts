@@ -116,11 +116,6 @@ export class Pipeline {
     if (refusal.kind === 'method-not-allowed') refuseWith(refusalError(refusal), refusal.route.id, { Allow: refusal.allow })
     else refuseWith(refusalError(refusal))
   }
-
-  /** Every route's runtime, for shutdown and the actuator. */
-  get runtimes (): Iterable<RouteRuntime> {
-    return this.#routes.byId.values()
-  }
 }
 
 function routesOf (runtimes: readonly RouteRuntime[]): Routes {

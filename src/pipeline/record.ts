@@ -1,6 +1,6 @@
 // The one record of every request the gateway answers, published on `request.end` when its response closes: metrics,
 // the access log and the upstream-failure log listen to it.
-import type { CacheStatus, ErrorCode } from '../core/index.js'
+import type { CacheStatus, ErrorCode, GatewayError } from '../core/index.js'
 
 export interface RequestRecord {
   readonly requestId: string
@@ -16,7 +16,7 @@ export interface RequestRecord {
   /** The code of the gateway's own problem answer, or null. */
   readonly code: ErrorCode | null
   /** What failed behind a problem answer of status 5xx, for the log; null otherwise. */
-  readonly error: Error | null
+  readonly error: GatewayError | null
   /** How the cache took part (X-Cache), or null. */
   readonly cacheStatus: CacheStatus | null
 }

@@ -13,9 +13,6 @@ export interface RouteUpstream extends Upstream {
   countRefused: (retried: boolean) => void
   /** Tunnels a WebSocket Upgrade; `refuse` answers the client on the raw socket when that fails. */
   upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, upstreamPath: string, requestId: string, refuse: (err: Error) => void) => void
-  endTunnels: () => void
-  close: () => Promise<void>
-  destroy: () => Promise<void>
 }
 
 /** A bulk route's door: it reads, checks and takes one write, and answers it. */

@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { BulkRoutes } from '../bulk/index.js'
 import type { CacheEvents, StaleReason } from '../cache/index.js'
 import type { RouteConfig } from '../config/index.js'
-import type { GatewayError, Topic } from '../core/index.js'
+import type { Topic } from '../core/index.js'
 import { NO_EXCEPTION, type GatewayMetrics } from '../metrics/index.js'
 import type { RequestRecord } from '../pipeline/index.js'
 import type { BreakerRegistry } from '../resilience/index.js'
@@ -26,7 +26,7 @@ export interface RequestListeners {
 export function observeRequests (requestEnd: Topic<RequestRecord>, listeners: RequestListeners): void {
   const { metrics, log, accessLine: writeLine, upstreamFailures } = listeners
   requestEnd.subscribe((record) => {
-    const err = record.error as GatewayError | null
+    const err = record.error
     if (err === null) return
     // The upstream's address is in the log only: the client's problem names the route.
     if (isUpstreamNetworkFailure(err)) upstreamFailures.failed(err, record.routeId ?? '-', record.requestId)

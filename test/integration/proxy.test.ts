@@ -1,10 +1,13 @@
 // Proxy behaviour end to end: a real origin, a real gateway, real HTTP between them.
 import t from 'tap'
 import { Readable } from 'node:stream'
+import { pino } from 'pino'
 import { Client, request } from 'undici'
 import { startGateway } from '../helpers/gateway.js'
+import { parsePrometheus, valueOf } from '../helpers/prometheus.js'
 import { rawRequest } from '../helpers/raw-http.js'
 import { startUpstream } from '../helpers/upstream.js'
+import { waitUntil } from '../helpers/wait.js'
 
 interface Echo { method: string, url: string, headers: Record<string, string>, body: string }
 
@@ -313,4 +316,24 @@ routes:
   t.equal(other.statusCode, 200, 'a path that only starts with the same letters is proxied')
   await other.body.dump()
   t.same(origin.received.map((r) => r.url), ['/actuatorx'])
+})
+
+t.test('a client that leaves before any answer is recorded once, as 499 (nginx\'s), in the metrics and the access log', async (t) => {
+  const arrived: Array<() => void> = []
+  const origin = await startUpstream(t, (_req, res) => { arrived.push(() => { res.writeHead(200); res.end('late') }) })
+  t.teardown(() => { for (const answer of arrived) answer() })
+  const lines: Array<Record<string, unknown>> = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  const gw = await startGateway(t, `
+routes:
+  - id: slow
+    prefix: /
+    upstream: ${origin.url}
+`, { logger })
+  await t.rejects(request(`${gw.url}/wait`, { signal: AbortSignal.timeout(200) }))
+  const accessLines = (): Array<Record<string, unknown>> => lines.filter((line) => line.msg === 'request' && line.url === '/wait')
+  await waitUntil(() => accessLines().length === 1, 'the access line of the request the client left', 5_000)
+  t.match(accessLines()[0], { route: 'slow', status: 499 })
+  const scrape = parsePrometheus(await (await request(`${gw.url}/actuator/prometheus`)).body.text())
+  t.equal(valueOf(scrape, 'http_server_requests_seconds_count', { uri: '/', status: '499', outcome: 'CLIENT_ERROR' }), 1)
 })
