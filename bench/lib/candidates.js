@@ -83,18 +83,25 @@ export function bareFastifyProxy () {
 }
 
 /**
- * bench/node-floor.js: a bare node:http server answering the open breaker's 503 with nothing else to do.
+ * bench/node-floor.js: a bare node:http server with nothing else to do than one fixed answer: the open breaker's 503
+ * (`problem`), or a 1 KiB cache hit held in memory (`cached`).
+ * @param {'problem' | 'cached'} [answer]
  * @returns {Candidate}
  */
-export function nodeFloor () {
+export function nodeFloor (answer = 'problem') {
+  const problem = answer === 'problem'
   return {
     id: 'node-floor',
-    label: 'bare node:http answering a fixed 503 (floor of any Node fast-fail)',
-    expect: { status: 503, contentType: 'application/problem+json', headers: ['retry-after'] },
-    allowNon2xx: true,
+    label: problem
+      ? 'bare node:http answering a fixed 503 (floor of any Node fast-fail)'
+      : 'bare node:http answering a 1 KiB hit from memory (floor of any Node cache hit)',
+    ...(problem
+      ? { expect: { status: 503, contentType: 'application/problem+json', headers: ['retry-after'] }, allowNon2xx: true }
+      : { expect: { status: 200, bodyBytes: 1024, headers: ['x-cache', 'age'] } }),
     async start (ctx) {
       const port = await freePort()
-      return startNodeProxy(ctx, 'node-floor', [join(BENCH_DIR, 'node-floor.js'), '--port', String(port)], port, '/', 503)
+      const args = [join(BENCH_DIR, 'node-floor.js'), '--port', String(port), '--answer', answer]
+      return startNodeProxy(ctx, 'node-floor', args, port, '/', problem ? 503 : 200)
     }
   }
 }
