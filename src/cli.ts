@@ -12,8 +12,10 @@ export const DEFAULT_CONFIG_FILE = 'config/gateway.yaml'
 const USAGE = `Usage: breakwater <command> [options]
 
 Commands:
-  start   run the gateway
+  start   run the gateway; SIGHUP reloads the config file
   check   validate the config: prints "ok: N routes" or every error, exits 0 or 1
+  reload  make the running gateway reload its config file (POST /actuator/refresh on its
+          management address, with management.token, both read from the config file)
   autoscale
           run the Redis Cluster autoscaler on the cluster under redis.cluster, with the
           autoscaler: block's settings; /actuator/prometheus and /actuator/health on autoscaler.port
@@ -21,6 +23,7 @@ Commands:
 Options:
   --config FILE   the config file (default: ${DEFAULT_CONFIG_FILE})
   --demo          with start: also run the bundled demo upstreams on 127.0.0.1:9001 and :9002
+  --watch         with start: reload when the config file changes (as server.watchConfig: true)
   -h, --help      show this help
   -v, --version   print the version
 `
@@ -39,6 +42,7 @@ export async function main (argv: readonly string[]): Promise<void> {
       options: {
         config: { type: 'string', default: DEFAULT_CONFIG_FILE },
         demo: { type: 'boolean', default: false },
+        watch: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'v', default: false }
       }
@@ -63,7 +67,10 @@ export async function main (argv: readonly string[]): Promise<void> {
       await check(values.config)
       return
     case 'start':
-      await start(values.config, values.demo)
+      await start(values.config, values.demo, values.watch)
+      return
+    case 'reload':
+      await reload(values.config)
       return
     case 'autoscale':
       await autoscale(values.config)
@@ -74,12 +81,13 @@ export async function main (argv: readonly string[]): Promise<void> {
   }
 }
 
-async function loadOrExit (file: string, options: LoadOptions = {}): Promise<Awaited<ReturnType<typeof loadConfigFile>>> {
+/** Loads `file`, or prints its errors (and `after`, a line saying what follows from them) and exits 1. */
+async function loadOrExit (file: string, options: LoadOptions = {}, after = ''): Promise<Awaited<ReturnType<typeof loadConfigFile>>> {
   try {
     return await loadConfigFile(file, process.env, options)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
-    process.stderr.write(`${err.message}\n${err.issues.length} error${err.issues.length === 1 ? '' : 's'} in ${file}\n`)
+    process.stderr.write(`${err.message}\n${err.issues.length} error${err.issues.length === 1 ? '' : 's'} in ${file}\n${after === '' ? '' : `${after}\n`}`)
     process.exit(1)
   }
 }
@@ -100,7 +108,7 @@ async function runtime (): Promise<{ server: typeof import('./server/index.js'),
   return { server, demo }
 }
 
-async function start (file: string, demo: boolean): Promise<void> {
+async function start (file: string, demo: boolean, watch: boolean): Promise<void> {
   const config = await loadOrExit(file, { requireRoutes: true })
   const { server: { buildServer, logDestination, withoutListeningLines }, demo: { startDemoUpstreams } } = await runtime()
   const demoUpstreams: DemoUpstreams | null = demo ? await startDemoUpstreams() : null
@@ -111,10 +119,14 @@ async function start (file: string, demo: boolean): Promise<void> {
     logger.warn({ droppedLines: lines, droppedBytes: bytes }, `${lines} log lines were dropped: stdout did not take them as fast as they came`)
   })
   const logger = pino({ level: config.server.logLevel, hooks: { logMethod: withoutListeningLines } }, logStream)
-  const app = await buildServer(config, { logger })
+  const app = await buildServer(config, { logger, configFile: file, watchConfig: watch })
   const shutdownTimeoutMs = config.server.shutdownTimeoutMs
+  // SIGHUP reloads, as it does nginx and HAProxy: close-with-grace would stop on it.
+  process.on('SIGHUP', () => {
+    app.reloadConfig('signal').catch((err: unknown) => { app.log.error({ err }, 'config reload failed') })
+  })
   // The backstop exits 1 should closing hang past the drain deadline by far; the drain itself ends in time below.
-  closeWithGrace({ delay: shutdownTimeoutMs + 5_000, logger: app.log }, async ({ signal, err }) => {
+  closeWithGrace({ delay: shutdownTimeoutMs + 5_000, logger: app.log, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err !== undefined) app.log.error({ err }, 'shutting down after an uncaught error')
     else app.log.info({ signal }, 'shutting down: draining in-flight requests')
     const deadline = setTimeout(() => {
@@ -153,6 +165,55 @@ function logStarted (log: { info: (fields: object, msg: string) => void }, file:
   const where = listeners.map(({ role, url }) => `${role.replace('+', ' and ')} on ${url}`).join(', ')
   log.info({ version: version(), config: file, routes, cacheStore, listeners },
     `breakwater ${version()} started with ${file}: ${routes} route${routes === 1 ? '' : 's'}, cache store ${cacheStore}, ${where}`)
+}
+
+/**
+ * Asks the gateway running on `file` to reload it: POST /actuator/refresh on its management address (management.port,
+ * else server.port; a wildcard host is reached on loopback) with management.token. Prints the answer; exits 1 when
+ * the gateway refused the file or could not be reached.
+ */
+async function reload (file: string): Promise<void> {
+  // Checked here first: the file names the gateway's address and token, and a file the gateway would refuse need not be sent.
+  const config = await loadOrExit(file, { requireRoutes: true }, 'the gateway was not asked to reload: it keeps serving its config')
+  const { token } = config.management
+  if (token === null) {
+    process.stderr.write(`${file}: breakwater reload needs management.token (POST /actuator/refresh is a write); or send SIGHUP to the gateway's process\n`)
+    process.exit(1)
+  }
+  const port = config.management.port ?? config.server.port
+  const host = loopbackFor(config.management.port === null ? config.server.host : config.management.host)
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/actuator/refresh`
+  let answer: Response
+  try {
+    answer = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(RELOAD_TIMEOUT_MS) })
+  } catch (err) {
+    process.stderr.write(`cannot reach the gateway at ${url}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}\n`)
+    process.exit(1)
+  }
+  const body = await answer.text()
+  if (answer.ok) {
+    process.stdout.write(`${body}\n`)
+    return
+  }
+  let detail = body
+  try {
+    const problem = JSON.parse(body) as { detail?: string, errors?: Array<{ text: string }> }
+    detail = [problem.detail, ...(problem.errors ?? []).map((error) => error.text)].filter((line) => line !== undefined).join('\n')
+  } catch {
+    // Not a problem document: printed as it came.
+  }
+  process.stderr.write(`reload refused (${answer.status}): ${detail}\n`)
+  process.exit(1)
+}
+
+/** How long `breakwater reload` waits for the answer: a reload validates and swaps in milliseconds. */
+const RELOAD_TIMEOUT_MS = 30_000
+
+/** A listener on every address is reached on loopback. */
+function loopbackFor (host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1'
+  if (host === '::') return '::1'
+  return host
 }
 
 async function autoscale (file: string): Promise<void> {

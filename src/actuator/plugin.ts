@@ -1,13 +1,13 @@
 // The /actuator endpoints, with Spring Boot Actuator's paths and JSON shapes and Resilience4j's circuit-breaker endpoints.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { BulkRouteStatus } from '../bulk/index.js'
-import type { ManagementConfig } from '../config/index.js'
+import { formatIssue, type ManagementConfig } from '../config/index.js'
 import { gatewayError, isGatewayError, PROBLEM_CONTENT_TYPE, problemFor, type ErrorCode } from '../core/index.js'
 import type { GatewayMetrics } from '../metrics/index.js'
 import { BREAKER_COMMANDS, type BreakerCommand, type BreakerEvent, type BreakerSnapshot } from '../resilience/types.js'
 import { BearerGuard } from './auth.js'
 import { breakerDetails, circuitBreakersHealth, compareNames, healthDocument, overallStatus, type HealthComponent } from './health.js'
-import type { AppInfo, BreakerLookup } from './types.js'
+import type { AppInfo, BreakerLookup, ConfigActuator } from './types.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -29,12 +29,14 @@ export interface ActuatorOptions {
   readonly cache?: CacheActuator
   /** The bulk routes: their queues and dead letters. Default: none. */
   readonly bulk?: BulkActuator
+  /** The config's generation and reloads (POST /actuator/refresh). Default: none. */
+  readonly config?: ConfigActuator
 }
 
 /** What the actuator needs of the bulk routes. */
 export interface BulkActuator {
-  /** The ids of the routes with a `bulk:` block. */
-  readonly routes: readonly string[]
+  /** The ids of the routes with a `bulk:` block now. */
+  readonly routes: () => readonly string[]
   readonly status: () => Promise<Record<string, BulkRouteStatus>>
   /** Puts route `routeId`'s dead letters back in its queue, oldest first; how many went. */
   readonly redrive: (routeId: string) => Promise<number>
@@ -42,8 +44,8 @@ export interface BulkActuator {
 
 /** What the actuator needs of the response cache. */
 export interface CacheActuator {
-  /** The ids of the routes that cache. */
-  readonly routes: readonly string[]
+  /** The ids of the routes that cache now. */
+  readonly routes: () => readonly string[]
   /** The `redis` health component, or null when the cache is in memory (no component). */
   readonly health: () => HealthComponent | null
   /** Deletes what route `routeId` cached (only entries under `pathPrefix` when given); how many keys went. */
@@ -63,17 +65,24 @@ const BODY_LIMIT_BYTES = 16 * 1024
 
 /** Registers every endpoint under /actuator, in its own encapsulated context. */
 export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOptions): Promise<void> {
-  const { metrics, breakers, info, ready, cache, bulk } = options
+  const { metrics, breakers, info, ready, cache, bulk, config } = options
   /** Components besides the circuit breakers: the cache's store, when it is Redis. */
   const components = (): Record<string, HealthComponent> => {
     const redis = cache?.health() ?? null
     return redis === null ? {} : { redis }
   }
-  const guard = new BearerGuard(options.management.token)
-  const { showDetails } = options.management
+  // The token and showDetails are read per request: a reload may change them.
+  let guarded = { token: options.management.token, guard: new BearerGuard(options.management.token) }
+  const guard = (): BearerGuard => {
+    const { token } = options.management
+    if (token !== guarded.token) guarded = { token, guard: new BearerGuard(token) }
+    return guarded.guard
+  }
   /** Spring's show-details: whether this request sees health components and the routes in the info. */
-  const detailed = (request: FastifyRequest): boolean =>
-    showDetails === 'always' || (showDetails === 'when-authorized' && guard.check(request.headers.authorization) === 'ok')
+  const detailed = (request: FastifyRequest): boolean => {
+    const { showDetails } = options.management
+    return showDetails === 'always' || (showDetails === 'when-authorized' && guard().check(request.headers.authorization) === 'ok')
+  }
 
   // The gateway streams bodies to upstreams unparsed; the actuator reads small JSON ones.
   app.removeAllContentTypeParsers()
@@ -88,7 +97,7 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
   // State-changing requests: checked before their body is read.
   app.addHook('onRequest', async (request, reply) => {
     if (SAFE_METHODS.has(request.method)) return
-    const result = guard.check(request.headers.authorization)
+    const result = guard().check(request.headers.authorization)
     if (result === 'ok') return
     if (result === 'no-token-configured') {
       sendProblem(request, reply, 'BW_ERR_ACTUATOR_FORBIDDEN', 'set management.token to allow changes through the actuator')
@@ -143,7 +152,8 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
         health: link('/health'),
         'health-path': link('/health/{*path}'),
         info: link('/info'),
-        prometheus: link('/prometheus')
+        prometheus: link('/prometheus'),
+        refresh: link('/refresh')
       }
     }
   })
@@ -170,7 +180,7 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     if (component === 'liveness') answer = { status: 'UP' }
     else if (component === 'readiness') answer = { status: ready() ? 'UP' : 'DOWN' }
     // As Spring answers a component it does not show: not found, whether it exists or not.
-    else if (!detailed(request)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `health components are shown only to authorized requests (management.health.showDetails: ${showDetails})`)
+    else if (!detailed(request)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `health components are shown only to authorized requests (management.health.showDetails: ${options.management.showDetails})`)
     else if (component === 'circuitBreakers') answer = circuitBreakersHealth(snapshots())
     else answer = healthDocument(ready(), [], components()).components[component]
     if (answer === undefined) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no health component or group named ${component}`)
@@ -209,7 +219,7 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
   app.delete<{ Querystring: { route?: string, prefix?: string } }>(`${ACTUATOR_PREFIX}/cache`, async (request) => {
     const { route, prefix } = request.query
     if (typeof route !== 'string' || route === '') throw gatewayError('BW_ERR_ACTUATOR_BAD_REQUEST', 'expected ?route=<route id>[&prefix=/path]')
-    if (cache === undefined || !cache.routes.includes(route)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no caching route named ${route}`)
+    if (cache === undefined || !cache.routes().includes(route)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no caching route named ${route}`)
     if (prefix !== undefined && (typeof prefix !== 'string' || !prefix.startsWith('/'))) {
       throw gatewayError('BW_ERR_ACTUATOR_BAD_REQUEST', `expected prefix to be a path starting with /, got ${JSON.stringify(prefix)}`)
     }
@@ -217,11 +227,26 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
     return { route, prefix: prefix ?? null, purged }
   })
 
+  // Spring Cloud's endpoint: the config file read again and applied whole, or refused whole with every error.
+  app.post(`${ACTUATOR_PREFIX}/refresh`, async (request, reply) => {
+    if (config?.refresh == null) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', 'no config file to refresh from: this gateway was built from a config object')
+    const result = await config.refresh()
+    if ('refused' in result) {
+      const err = result.refused
+      const problem = problemFor('BW_ERR_CONFIG_INVALID',
+        `${err.issues.length} error${err.issues.length === 1 ? '' : 's'} in ${err.file}; generation ${config.current().generation} keeps serving`, { requestId: request.id })
+      const errors = err.issues.map(({ line, col, path, message }) => ({ line, col, path, message, text: formatIssue(err.file, { line, col, path, message }) }))
+      return await reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify({ ...problem, errors }))
+    }
+    const { generation, changed, added, removed, restartRequired } = result.applied
+    return restartRequired.length === 0 ? { generation, changed, added, removed } : { generation, changed, added, removed, restartRequired }
+  })
+
   app.get(`${ACTUATOR_PREFIX}/bulk`, async () => ({ routes: bulk === undefined ? {} : await bulk.status() }))
 
   app.post<{ Params: { route: string } }>(`${ACTUATOR_PREFIX}/bulk/:route/redrive`, async (request) => {
     const { route } = request.params
-    if (bulk === undefined || !bulk.routes.includes(route)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no bulk route named ${route}`)
+    if (bulk === undefined || !bulk.routes().includes(route)) throw gatewayError('BW_ERR_ACTUATOR_NOT_FOUND', `no bulk route named ${route}`)
     return { route, redriven: await bulk.redrive(route) }
   })
 
@@ -231,7 +256,11 @@ export async function actuatorPlugin (app: FastifyInstance, options: ActuatorOpt
   })
 
   app.get(`${ACTUATOR_PREFIX}/info`, async (request) => {
-    const build = { build: { name: info.name, version: info.version }, node: { version: process.versions.node } }
+    const build = {
+      build: { name: info.name, version: info.version },
+      node: { version: process.versions.node },
+      ...(config === undefined ? {} : { config: config.current() })
+    }
     // The routes tell how the gateway is laid out: shown as health details are.
     return detailed(request) ? { ...build, routes: info.routes.map((route) => ({ id: route.id, prefix: route.prefix })) } : build
   })

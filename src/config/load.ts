@@ -509,7 +509,8 @@ function resolve (raw: ConfigFile, source: string, redisUrl: string | undefined)
     headersTimeoutMs: parseDurationMs(server.headersTimeout ?? DEFAULT_HEADERS_TIMEOUT),
     sendTimeoutMs: parseDurationMs(server.sendTimeout ?? DEFAULT_SEND_TIMEOUT),
     logLevel: server.logLevel ?? DEFAULT_LOG_LEVEL,
-    accessLog: server.accessLog ?? true
+    accessLog: server.accessLog ?? true,
+    watchConfig: server.watchConfig ?? false
   }
   const defaults = raw.defaults ?? {}
   const routes = (raw.routes ?? []).map((route): RouteConfig => {

@@ -224,7 +224,8 @@ const Server = Type.Object({
   headersTimeout: Type.Optional(duration('A client that has not sent its request headers in this time is disconnected (slowloris)', DEFAULT_HEADERS_TIMEOUT)),
   sendTimeout: Type.Optional(duration('A client that takes in nothing of a proxied answer for this long is disconnected and the upstream request aborted (nginx\'s send_timeout); a slow reader that makes progress is waited for', DEFAULT_SEND_TIMEOUT)),
   logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS], description: 'pino log level', default: DEFAULT_LOG_LEVEL })),
-  accessLog: Type.Optional(Type.Boolean({ description: 'Log one line per request (route, status, duration, request id)', default: true }))
+  accessLog: Type.Optional(Type.Boolean({ description: 'Log one line per request (route, status, duration, request id)', default: true })),
+  watchConfig: Type.Optional(Type.Boolean({ description: 'Reload when the config file changes (a Kubernetes ConfigMap update included); `start --watch` sets it too', default: false }))
 }, { additionalProperties: false })
 
 const Management = Type.Object({
@@ -290,6 +291,7 @@ export interface ServerConfig {
   readonly sendTimeoutMs: number
   readonly logLevel: LogLevel
   readonly accessLog: boolean
+  readonly watchConfig: boolean
 }
 
 export interface RouteConfig {

@@ -29,7 +29,8 @@ export const ERROR_TABLE = {
   BW_ERR_ACTUATOR_UNAUTHORIZED: { status: 401, title: 'Actuator token missing or wrong' },
   BW_ERR_ACTUATOR_FORBIDDEN: { status: 403, title: 'Actuator changes are disabled' },
   BW_ERR_ACTUATOR_NOT_FOUND: { status: 404, title: 'No such actuator endpoint or circuit breaker' },
-  BW_ERR_ACTUATOR_BAD_REQUEST: { status: 400, title: 'Bad actuator request' }
+  BW_ERR_ACTUATOR_BAD_REQUEST: { status: 400, title: 'Bad actuator request' },
+  BW_ERR_CONFIG_INVALID: { status: 400, title: 'Config refused' }
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_TABLE

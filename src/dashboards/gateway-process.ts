@@ -1,9 +1,10 @@
-// Gateway process: the Node.js runtime under the gateway, from prom-client's default metrics (event loop, heap, RSS, CPU, handles).
+// Gateway process: the Node.js runtime under the gateway, from prom-client's default metrics (event loop, heap, RSS, CPU,
+// handles), and its config reloads.
 import type { Dashboard } from '@grafana/grafana-foundation-sdk/dashboard'
 import { METRICS } from '../metrics/definitions.js'
 import { NODE_METRICS } from './node-metrics.js'
 import { breakwaterDashboard, finish, row, statPanel, thresholds, timeSeries } from './panels.js'
-import { rate, select, sumBy } from './promql.js'
+import { rate, RATE_INTERVAL, select, sumBy } from './promql.js'
 
 export const GATEWAY_PROCESS_UID = 'breakwater-process'
 
@@ -106,5 +107,27 @@ export function gatewayProcessDashboard (): Dashboard {
       unit: 'percentunit',
       span: 8,
       targets: [{ expr: sumBy(['instance', 'kind'], rate(select(NODE_METRICS.gcDuration, [], '_sum'))), legend: '{{kind}} {{instance}}' }]
-    }).min(0)))
+    }).min(0))
+    .withRow(row('Config reloads'))
+    .withPanel(statPanel({
+      title: 'Config generation',
+      description: 'The generation of the config each instance serves: 1 at its start, one more at each successful reload. Instances that differ serve different configs.',
+      unit: 'short',
+      span: 8,
+      targets: [{ expr: select(METRICS.configGeneration), legend: '{{instance}}' }]
+    }).thresholds(thresholds('blue')))
+    .withPanel(timeSeries({
+      title: 'Reloads',
+      description: 'Config reloads per instance (SIGHUP, POST /actuator/refresh, a watched file change), by result: a failure left the old config serving.',
+      unit: 'short',
+      span: 8,
+      targets: [{ expr: sumBy(['instance', 'result'], `increase(${select(METRICS.configReloads)}[${RATE_INTERVAL}])`), legend: '{{result}} {{instance}}' }]
+    }).min(0))
+    .withPanel(statPanel({
+      title: 'Since the config was loaded',
+      description: 'Time since each instance loaded the config it serves (its start, or its last successful reload).',
+      unit: 's',
+      span: 8,
+      targets: [{ expr: `time() - ${select(METRICS.configLastReloadSuccess)}`, legend: '{{instance}}' }]
+    }).thresholds(thresholds('green'))))
 }

@@ -47,6 +47,10 @@ export type Outcome = typeof OUTCOMES[number]
 /** Resilience4j's `state` label values: its State enum, lower-cased. */
 export const BREAKER_STATE_LABELS = BREAKER_STATES.map((state) => state.toLowerCase())
 /** `kind` of resilience4j_circuitbreaker_calls_seconds. */
+/** How a config reload ended. */
+export const RELOAD_RESULTS = ['success', 'failure'] as const
+export type ReloadResult = typeof RELOAD_RESULTS[number]
+
 export const BREAKER_CALL_KINDS = ['successful', 'failed', 'ignored'] as const
 export type BreakerCallKind = typeof BREAKER_CALL_KINDS[number]
 /** `kind` of resilience4j_retry_calls_total. */
@@ -196,6 +200,25 @@ export const METRICS = {
     help: 'Items in the route\'s dead-letter store, by route',
     type: 'gauge',
     labelNames: ['route']
+  },
+  // The hot reload issue's metrics, named as Prometheus names its own (prometheus_config_last_reload_*).
+  configReloads: {
+    name: 'config_reloads_total',
+    help: 'Config reloads attempted (SIGHUP, POST /actuator/refresh, a watched file change), by result: success, failure',
+    type: 'counter',
+    labelNames: ['result']
+  },
+  configLastReloadSuccess: {
+    name: 'config_last_reload_success_timestamp_seconds',
+    help: 'When the config now serving was loaded (the start, or the last successful reload), in Unix seconds',
+    type: 'gauge',
+    labelNames: []
+  },
+  configGeneration: {
+    name: 'config_generation',
+    help: 'The generation of the config now serving: 1 at the start, one more at each successful reload',
+    type: 'gauge',
+    labelNames: []
   }
 } as const satisfies Record<string, MetricDefinition>
 

@@ -4,9 +4,9 @@ import {
 } from 'prom-client'
 import { BREAKER_STATES, type BreakerSnapshot } from '../core/index.js'
 import {
-  BREAKER_CALL_KINDS, BULK_BATCH_OUTCOMES, BULK_ITEM_OUTCOMES, CACHE_OPERATIONS, METRICS, RETRY_CALL_KINDS, type BreakerCallKind,
-  type BulkBatchOutcome, type BulkItemOutcome, type CacheOperation, type CacheStoreKind, type MetricDefinition, type Outcome,
-  type RetryCallKind, type StaleReason
+  BREAKER_CALL_KINDS, BULK_BATCH_OUTCOMES, BULK_ITEM_OUTCOMES, CACHE_OPERATIONS, METRICS, RELOAD_RESULTS, RETRY_CALL_KINDS,
+  type BreakerCallKind, type BulkBatchOutcome, type BulkItemOutcome, type CacheOperation, type CacheStoreKind, type MetricDefinition,
+  type Outcome, type ReloadResult, type RetryCallKind, type StaleReason
 } from './definitions.js'
 import { Exposition } from './exposition.js'
 
@@ -165,6 +165,9 @@ export class GatewayMetrics {
   private readonly bulkBatches: ChildCache<CounterSeries>
   private readonly bulkBatchSizes: ChildCache<HistogramSeries>
   private readonly bulkFlushes: ChildCache<HistogramSeries>
+  private readonly configReloads: ChildCache<CounterSeries>
+  private readonly configLoadedAt: Gauge
+  private readonly configGeneration: Gauge
   private bulkGauges: BulkGaugeSource = async () => []
   /** The bulk source's answer for the scrape under way: the registry collects every metric in one turn, so both gauges share one read. */
   private bulkRead: Promise<readonly BulkGauges[]> | null = null
@@ -189,6 +192,10 @@ export class GatewayMetrics {
     this.bulkBatches = this.counter(METRICS.bulkBatches)
     this.bulkBatchSizes = this.histogram(METRICS.bulkBatchSize)
     this.bulkFlushes = this.histogram(METRICS.bulkFlushDuration)
+    this.configReloads = this.counter(METRICS.configReloads)
+    for (const result of RELOAD_RESULTS) this.configReloads.get([result])
+    this.configLoadedAt = this.gauge(METRICS.configLastReloadSuccess)
+    this.configGeneration = this.gauge(METRICS.configGeneration)
 
     this.breakerGauge(METRICS.breakerState, (gauge, b) => {
       for (const state of BREAKER_STATES) gauge.set({ name: b.name, state: state.toLowerCase() }, b.state === state ? 1 : 0)
@@ -311,6 +318,17 @@ export class GatewayMetrics {
     this.retryCalls.get([name, kind]).inc()
   }
 
+  /** A config reload ended with `result`. */
+  countReload (result: ReloadResult): void {
+    this.configReloads.get([result]).inc()
+  }
+
+  /** The config now serving: its generation and when it was loaded (Unix ms). */
+  setConfig (generation: number, loadedAtMs: number): void {
+    this.configGeneration.set(generation)
+    this.configLoadedAt.set(loadedAtMs / 1000)
+  }
+
   /** The content type of `metrics(openMetrics)`. */
   contentType (openMetrics: boolean): string {
     return this.exposition.contentType(openMetrics)
@@ -350,7 +368,11 @@ export class GatewayMetrics {
     this.registry.registerMetric(metric as unknown as Metric)
   }
 
-  /** A gauge filled from the breakers' snapshots when scraped, and only then. */
+  /** A gauge without labels, set when its value changes. */
+  private gauge (def: MetricDefinition): Gauge {
+    return new Gauge({ name: def.name, help: def.help, registers: [this.registry] })
+  }
+
   /** A gauge filled from the bulk routes' figures when scraped. */
   private bulkGauge (def: MetricDefinition, fill: (gauge: Gauge<string>, figures: BulkGauges) => void): void {
     const gauge: Gauge<string> = new Gauge({
@@ -370,6 +392,7 @@ export class GatewayMetrics {
     })
   }
 
+  /** A gauge filled from the breakers' snapshots when scraped, and only then. */
   private breakerGauge (def: MetricDefinition, fill: (gauge: Gauge<string>, snapshot: BreakerSnapshot) => void): void {
     const gauge: Gauge<string> = new Gauge({
       name: def.name,

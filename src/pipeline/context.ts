@@ -10,6 +10,7 @@ import {
 import { NOT_FOUND_URI } from '../metrics/index.js'
 import { CLIENT_CLOSED_STATUS, type RequestRecord } from './record.js'
 import { requestIdFor } from './request-id.js'
+import type { InFlight } from './route-runtime.js'
 
 const NO_FIELDS: readonly string[] = []
 
@@ -29,6 +30,8 @@ export class RequestContext implements Downstream, RequestRecord {
   durationMs = 0
   readonly #startedAt = performance.now()
   readonly #requestEnd: Topic<RequestRecord>
+  /** The runtime's requests under way, this one among them until its response closes. */
+  #inFlight: InFlight | null = null
 
   constructor (req: IncomingMessage, res: ServerResponse, requestEnd: Topic<RequestRecord>) {
     this.req = req
@@ -46,6 +49,12 @@ export class RequestContext implements Downstream, RequestRecord {
     this.routeId = route.id
     this.uri = route.prefix
     this.upstreamPath = upstreamPath
+  }
+
+  /** The request runs on a route's runtime: counted among its requests until the response closes. */
+  runsOn (requests: InFlight): void {
+    requests.enter()
+    this.#inFlight = requests
   }
 
   writeHead (status: number, fields: ResponseFields): void {
@@ -80,6 +89,7 @@ export class RequestContext implements Downstream, RequestRecord {
     const res = this.res
     this.status = res.headersSent ? res.statusCode : CLIENT_CLOSED_STATUS
     this.durationMs = performance.now() - this.#startedAt
+    this.#inFlight?.leave()
     this.#requestEnd.publish(this)
   }
 }

@@ -78,6 +78,7 @@ export class Pipeline {
     }
     const runtime = routes.byId.get(match.route.id) as RouteRuntime
     ctx.matched(runtime.route, match.upstreamPath)
+    ctx.runsOn(runtime.requests)
     // A bulk route's write: read, checked and coalesced into a batch; taken while the breaker is open too (it waits in its batch's retries).
     if (runtime.bulk !== null && ctx.method === 'POST') {
       runtime.bulk.accept(ctx)

@@ -20,8 +20,40 @@ export interface BulkDoor {
   accept: (client: Downstream) => void
 }
 
+/**
+ * The requests under way on one route runtime: a reload retires a runtime it replaced once its last request ended, so
+ * that its pools, coalescer and cache tier close under nobody.
+ */
+export class InFlight {
+  #count = 0
+  #idle: Array<() => void> = []
+
+  enter (): void {
+    this.#count++
+  }
+
+  leave (): void {
+    if (--this.#count > 0) return
+    const waiting = this.#idle
+    this.#idle = []
+    for (const resolve of waiting) resolve()
+  }
+
+  get count (): number {
+    return this.#count
+  }
+
+  /** Resolves once no request is under way (at once when none is). */
+  async idle (): Promise<void> {
+    if (this.#count === 0) return
+    await new Promise<void>((resolve) => { this.#idle.push(resolve) })
+  }
+}
+
 export interface RouteRuntime {
   readonly route: RouteConfig
+  /** The requests under way on this runtime. */
+  readonly requests: InFlight
   readonly breaker: CircuitBreaker
   readonly upstream: RouteUpstream
   readonly cache: RouteCache | null

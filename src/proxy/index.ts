@@ -1,5 +1,6 @@
 export * from './call-guard.js'
 export * from './exchange.js'
 export * from './headers.js'
+export * from './pools.js'
 export * from './route-forwarder.js'
 export * from './upstream-errors.js'

@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import { Pool, type Dispatcher } from 'undici'
+import type { Dispatcher, Pool } from 'undici'
 import type { RouteConfig } from '../config/index.js'
 import {
   gatewayError, readBody, retryAfterSeconds,
@@ -12,6 +12,7 @@ import {
 import { clientResponseHeaders, upstreamRequestHeaders, type OutgoingHeaders } from './headers.js'
 import { failureOf, outcomeOf, type CallGuard, type GuardRefusal, type RetryPolicy } from './call-guard.js'
 import { Exchange, type ExchangeResult } from './exchange.js'
+import { UpstreamPools } from './pools.js'
 import { translateUpstreamError, upstreamError } from './upstream-errors.js'
 
 interface Target {
@@ -67,6 +68,9 @@ export class RouteForwarder implements Upstream {
   /** The route's timeout and the send timeout, as every exchange of the route takes them: made once, not per request. */
   readonly #timeouts: { readonly timeoutMs: number, readonly sendTimeoutMs: number }
   readonly #tunnels = new Set<Duplex>()
+  /** Called each time a tunnel closes, while a retired route waits for its last one. */
+  #tunnelClosed: (() => void) | null = null
+  readonly #pools: UpstreamPools
   readonly #guard: CallGuard | null
   readonly #retry: RetryPolicy | null
   #next = 0
@@ -74,19 +78,22 @@ export class RouteForwarder implements Upstream {
   /**
    * `guard`: the route's circuit breaker, without which every call goes through uncounted;
    * `retry`: the route's retry policy, without which nothing is retried;
-   * `sendTimeoutMs`: how long a client may take in nothing of an answer (`server.sendTimeout`).
+   * `sendTimeoutMs`: how long a client may take in nothing of an answer (`server.sendTimeout`);
+   * `pools`: the gateway's keep-alive pools, shared with the other routes and generations (default: pools of its own).
    */
-  constructor (route: RouteConfig, options: { trustProxy: boolean, sendTimeoutMs: number, guard?: CallGuard, retry?: RetryPolicy }) {
+  constructor (route: RouteConfig, options: { trustProxy: boolean, sendTimeoutMs: number, guard?: CallGuard, retry?: RetryPolicy, pools?: UpstreamPools }) {
     this.route = route
     this.#trustProxy = options.trustProxy
     this.#timeouts = { timeoutMs: route.timeoutMs, sendTimeoutMs: options.sendTimeoutMs }
     this.#guard = options.guard ?? null
     this.#retry = options.retry ?? null
+    const pools = options.pools ?? new UpstreamPools()
+    this.#pools = pools
     this.#targets = route.upstreams.map((origin) => ({
       origin,
       host: new URL(origin).host,
-      // One pool per upstream and route, so the route's timeout bounds the connect too.
-      pool: new Pool(origin, { connect: { timeout: route.timeoutMs } })
+      // The route's timeout bounds the connect too.
+      pool: pools.acquire(origin, route.timeoutMs)
     }))
   }
 
@@ -335,7 +342,7 @@ export class RouteForwarder implements Upstream {
       if (head.length > 0) upstream.write(head)
       this.#tunnels.add(socket)
       const close = (): void => {
-        this.#tunnels.delete(socket)
+        if (this.#tunnels.delete(socket)) this.#tunnelClosed?.()
         socket.destroy()
         upstream.destroy()
       }
@@ -350,14 +357,29 @@ export class RouteForwarder implements Upstream {
     for (const tunnel of this.#tunnels) tunnel.destroy()
   }
 
-  /** Closes the pools once their requests are done. */
-  async close (): Promise<void> {
-    await Promise.all(this.#targets.map(async (target) => { await target.pool.close() }))
+  /**
+   * A reload retired this route: its open tunnels may go on until they close or `timeoutMs` passes, when they are
+   * ended (as at shutdown).
+   */
+  async drainTunnels (timeoutMs: number): Promise<void> {
+    if (this.#tunnels.size === 0) return
+    await new Promise<void>((resolve) => {
+      const deadline = setTimeout(() => {
+        this.endTunnels()
+        resolve()
+      }, timeoutMs)
+      this.#tunnelClosed = () => {
+        if (this.#tunnels.size > 0) return
+        clearTimeout(deadline)
+        resolve()
+      }
+    })
+    this.#tunnelClosed = null
   }
 
-  /** Closes the pools now, aborting the requests still in flight (a bulk batch given up at the shutdown deadline). */
-  async destroy (): Promise<void> {
-    await Promise.all(this.#targets.map(async (target) => { await target.pool.destroy() }))
+  /** Lets go of the pools: each closes, once its requests are done, when no other route uses it. */
+  async close (): Promise<void> {
+    await Promise.all(this.#targets.map(async (target) => { await this.#pools.release(target.pool) }))
   }
 
   #pick (): Target {

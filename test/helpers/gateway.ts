@@ -26,6 +26,8 @@ export interface GatewayOptions {
   readonly now?: () => number
   /** The gateway's name in async bulk routes' consumer groups. @default BREAKWATER_INSTANCE_ID, else the host name */
   readonly instanceId?: string
+  /** The file `yaml` was written to: what the gateway reloads (POST /actuator/refresh, server.watchConfig). */
+  readonly configFile?: string
 }
 
 /** Loads `yaml` as config, listens on 127.0.0.1:0 with logging off (unless `logLevel` or `logger` is given), closes in teardown. */
@@ -34,7 +36,7 @@ export async function startGateway (t: TapLike, yaml: string, options: GatewayOp
   const config: GatewayConfig = options.logger !== undefined && options.logLevel === undefined
     ? loaded
     : { ...loaded, server: { ...loaded.server, logLevel: options.logLevel ?? 'silent' } }
-  const app = await buildServer(config, { logger: options.logger, now: options.now, instanceId: options.instanceId })
+  const app = await buildServer(config, { logger: options.logger, now: options.now, instanceId: options.instanceId, configFile: options.configFile })
   await app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => app.close())
   const { port } = app.server.address() as AddressInfo

@@ -358,9 +358,11 @@ t.test('/actuator/info and the /actuator discovery page', async (t) => {
   const origin = await startUpstream(t)
   const gw = await startGateway(t, `management: {token: ${TOKEN}}\n${routes(origin.url)}`)
   const info = await getJson(`${gw.url}/actuator/info`, AUTHORIZED)
+  t.match(info.body.config?.sha256, /^[0-9a-f]{64}$/, 'the config is named by a SHA-256')
   t.same(info.body, {
     build: { name: 'breakwater', version: PACKAGE.version },
     node: { version: process.versions.node },
+    config: { generation: 1, sha256: info.body.config?.sha256 },
     routes: [{ id: 'orders', prefix: '/api/orders' }, { id: 'catalog', prefix: '/api/catalog' }]
   })
   const links = await getJson(`${gw.url}/actuator`)
@@ -368,7 +370,7 @@ t.test('/actuator/info and the /actuator discovery page', async (t) => {
   t.same(links.body._links.self, { href: `${gw.url}/actuator`, templated: false })
   t.same(links.body._links['circuitbreakers-name'], { href: `${gw.url}/actuator/circuitbreakers/{name}`, templated: true })
   t.same(Object.keys(links.body._links).sort(), [
-    'bulk', 'bulk-route-redrive', 'circuitbreakerevents', 'circuitbreakerevents-name', 'circuitbreakers', 'circuitbreakers-name', 'health', 'health-path', 'info', 'prometheus', 'self'
+    'bulk', 'bulk-route-redrive', 'circuitbreakerevents', 'circuitbreakerevents-name', 'circuitbreakers', 'circuitbreakers-name', 'health', 'health-path', 'info', 'prometheus', 'refresh', 'self'
   ])
 })
 
@@ -386,9 +388,11 @@ t.test('management.health.showDetails when-authorized (the default): details for
     }
     t.same((await getJson(`${gw.url}/actuator/health/liveness`, headers)).body, { status: 'UP' }, `${label}: liveness answers`)
     t.same((await getJson(`${gw.url}/actuator/health/readiness`, headers)).body, { status: 'UP' }, `${label}: readiness answers`)
-    t.same((await getJson(`${gw.url}/actuator/info`, headers)).body, {
+    const info = (await getJson(`${gw.url}/actuator/info`, headers)).body
+    t.same(info, {
       build: { name: 'breakwater', version: PACKAGE.version },
-      node: { version: process.versions.node }
+      node: { version: process.versions.node },
+      config: { generation: 1, sha256: info.config?.sha256 }
     }, `${label}: no routes in the info`)
   }
   const authorized = await getJson(`${gw.url}/actuator/health`, AUTHORIZED)

@@ -25,7 +25,10 @@ t.test('names, types and labels are exactly the contract', async (t) => {
     bulk_batch_size: ['histogram', 'route'],
     bulk_flush_duration_seconds: ['histogram', 'route'],
     bulk_pending_items: ['gauge', 'route'],
-    bulk_dead_letter_items: ['gauge', 'route']
+    bulk_dead_letter_items: ['gauge', 'route'],
+    config_reloads_total: ['counter', 'result'],
+    config_last_reload_success_timestamp_seconds: ['gauge'],
+    config_generation: ['gauge']
   })
 })
 
