@@ -39,10 +39,6 @@ export class InFlight {
     for (const resolve of waiting) resolve()
   }
 
-  get count (): number {
-    return this.#count
-  }
-
   /** Resolves once no request is under way (at once when none is). */
   async idle (): Promise<void> {
     if (this.#count === 0) return

@@ -39,9 +39,4 @@ export class UpstreamPools {
     this.#shared.clear()
     await Promise.all(pools.map(async (pool) => { await pool.destroy() }))
   }
-
-  /** How many pools are open: a reload that removes an origin closes its pool. */
-  get size (): number {
-    return this.#shared.size
-  }
 }

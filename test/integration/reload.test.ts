@@ -1,13 +1,16 @@
 // Hot reload in-process: POST /actuator/refresh applies a config file whole or refuses it whole, keeps what a route
 // keeps (breaker state, pools), and loses no request or accepted bulk item while routes come and go.
 import { once } from 'node:events'
-import { readdir, writeFile } from 'node:fs/promises'
+import { readdir, rm, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { Agent, Pool, request } from 'undici'
 import WebSocket, { WebSocketServer } from 'ws'
+import { DEFAULT_WATCH_DEBOUNCE_MS } from '../../src/config/index.js'
 import { writeConfig } from '../helpers/cli.js'
 import { startGateway, type Gateway } from '../helpers/gateway.js'
+import { startRedis } from '../helpers/redis.js'
 import { startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { waitUntil, withDeadline } from '../helpers/wait.js'
 
@@ -287,4 +290,53 @@ t.test('a WebSocket tunnel of a removed route stays open until server.shutdownTi
   const refused = await request(`${gw.url}/live/feed`)
   await refused.body.dump()
   t.equal(refused.statusCode, 404, 'the route is gone for new requests')
+})
+
+t.test('a route that keeps its id keeps its cached entries, in memory and in Redis behind its tier', async (t) => {
+  const origin = await startUpstream(t, (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
+    res.end(`answer for ${req.url ?? ''}`)
+  })
+  const redis = await startRedis(t)
+  for (const store of ['memory', 'redis'] as const) {
+    const top = store === 'memory' ? header : `server: {logLevel: silent}\nmanagement: {token: ${TOKEN}}\nredis: {url: ${redis.url}}\nroutes:\n`
+    const cache = store === 'memory' ? '    cache: {}\n' : '    cache: {memory: {maxEntries: 100, ttl: 1m}}\n'
+    const { gw, file } = await fileGateway(t, top + route('docs', '/docs', origin, cache))
+    const xCache = async (): Promise<string> => String((await request(`${gw.url}/docs/a`)).headers['x-cache'])
+    t.equal(await xCache(), 'MISS', `${store}: the first request misses`)
+    t.equal(await xCache(), 'HIT', `${store}: the second hits`)
+    const seen = origin.received.length
+    // The route changes (its timeout), its id and its cache settings stay.
+    await writeFile(file, top + route('docs', '/docs', origin, `${cache}    timeout: 9s\n`))
+    t.same((await refresh(gw)).body, { generation: 2, changed: ['docs'], added: [], removed: [] })
+    t.equal(await xCache(), 'HIT', `${store}: still a hit after the reload`)
+    t.equal(origin.received.length, seen, `${store}: the upstream was not asked again`)
+  }
+})
+
+t.test('server.watchConfig: an edited file is reloaded without being asked; the same bytes written again are not', async (t) => {
+  const origin = await startUpstream(t)
+  const watching = `server: {logLevel: silent, watchConfig: true}\nmanagement: {token: ${TOKEN}}\nroutes:\n`
+  const { gw, file } = await fileGateway(t, watching + route('a', '/a', origin))
+  await writeFile(file, watching + route('a', '/a', origin) + route('b', '/b', origin))
+  await waitUntil(async () => (await get(`${gw.url}/b/x`)).status === 200, 'the added route to answer', 10_000)
+  t.equal(await sample(gw, 'config_generation'), 2, 'one reload for the edit')
+  const reloads = await sample(gw, 'config_reloads_total{result="success"}')
+  // The same bytes again: past three debounce periods (a bounded wait for something that must not happen), no reload.
+  await writeFile(file, watching + route('a', '/a', origin) + route('b', '/b', origin))
+  await delay(3 * DEFAULT_WATCH_DEBOUNCE_MS)
+  t.equal(await sample(gw, 'config_reloads_total{result="success"}'), reloads, 'an unchanged file is not reloaded')
+  await writeFile(file, watching + route('a', '/a', origin) + route('c', '/c', origin))
+  await waitUntil(async () => (await get(`${gw.url}/c/x`)).status === 200, 'the next edit to apply', 10_000)
+  t.equal(await sample(gw, 'config_reloads_total{result="success"}'), (reloads as number) + 1, 'and the next change is')
+})
+
+t.test('a config file that cannot be read is refused like an invalid one', async (t) => {
+  const origin = await startUpstream(t)
+  const { gw, file } = await fileGateway(t, header + route('a', '/a', origin))
+  await rm(file)
+  const answer = await refresh(gw)
+  t.equal(answer.status, 400)
+  t.match(answer.body.errors[0].text, /cannot read the config file/)
+  t.equal((await get(`${gw.url}/a/x`)).status, 200, 'the old config keeps serving')
 })
