@@ -3,6 +3,7 @@ import { breakerOpen } from './breaker-open.js'
 import { bulk } from './bulk.js'
 import { cacheHits } from './cache-hits.js'
 import { passthrough } from './passthrough.js'
+import { reload } from './reload.js'
 
 /** @type {readonly import('../lib/runner.js').Scenario[]} */
-export const SCENARIOS = [passthrough, breakerOpen, cacheHits, bulk]
+export const SCENARIOS = [passthrough, breakerOpen, cacheHits, bulk, reload]

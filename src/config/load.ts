@@ -657,7 +657,8 @@ function resolveRetry (retry: NonNullable<NonNullable<ConfigFile['defaults']>['r
   }
 }
 
-function deepFreeze<T> (value: T): T {
+/** Freezes `value` and everything it holds: the config a caller gets cannot be changed under the gateway. */
+export function deepFreeze<T> (value: T): T {
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     for (const child of Object.values(value)) deepFreeze(child)
     Object.freeze(value)

@@ -86,6 +86,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   const reloader = new ConfigReloader({ file: deps.configFile ?? null, initial: config, apply, metrics, log: app.log },
     sha256Of(deps.configFile === undefined ? JSON.stringify(config) : await readFile(deps.configFile)))
 
+  app.addHook('onClose', async () => { await reloader.close() })
   const upstreamFailures = upstreamFailureLog(app.log, now)
   observeRequests(requestEnd, { metrics, log: app.log, accessLine: accessLineWriter(app.log), logSettings, upstreamFailures })
   observeBreakers(breakers, metrics, app.log)
@@ -130,6 +131,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     const connection = redis.connection
     if (connection !== null) await readyWithin(connection, (config.redis as NonNullable<GatewayConfig['redis']>).connectTimeoutMs)
     routes.start()
+    reloader.prepare()
   })
   if (deps.configFile !== undefined && (deps.watchConfig === true || config.server.watchConfig)) {
     const watcher = watchConfigFile(deps.configFile, () => {
