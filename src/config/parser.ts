@@ -25,19 +25,23 @@ export type ParseResponse =
 
 export class ConfigParser {
   #worker: Worker | null = null
+  #closed = false
   #next = 0
   readonly #pending = new Map<number, { resolve: (config: GatewayConfig) => void, reject: (err: Error) => void }>()
 
   /** parseConfig(text, file, env, options), off the event loop: resolves the frozen config, rejects with its ConfigError. */
   async parse (text: string, file: string, env: Env, options: LoadOptions = {}): Promise<GatewayConfig> {
+    // A parse asked for after close (a warm-up still reading its file) must not start a worker nobody stops.
+    if (this.#closed) throw new Error('the config parser is closed')
     const id = this.#next++
     const answer = new Promise<GatewayConfig>((resolve, reject) => { this.#pending.set(id, { resolve, reject }) })
     this.#started().postMessage({ id, text, file, env: { ...env }, options } satisfies ParseRequest)
     return await answer
   }
 
-  /** Stops the worker; a parse under way rejects. */
+  /** Stops the worker for good; a parse under way rejects, and so does every parse after. */
   async close (): Promise<void> {
+    this.#closed = true
     const worker = this.#worker
     this.#worker = null
     await worker?.terminate()
