@@ -158,7 +158,8 @@ function cacheStoreOf (config: GatewayConfig): 'none' | 'memory' | 'redis' | 're
 function logStarted (log: { info: (fields: object, msg: string) => void }, file: string, config: GatewayConfig, bound: ReadonlyArray<{ role: string, address: AddressInfo }>): void {
   const listeners = bound.map(({ role, address }) => ({
     role,
-    url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+    // The management listener is plain HTTP; the traffic listener is HTTPS with server.tls.
+    url: `${role !== 'management' && config.server.tls !== null ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
   }))
   const routes = config.routes.length
   const cacheStore = cacheStoreOf(config)

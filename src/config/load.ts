@@ -1,11 +1,13 @@
 // Config loading: YAML text -> ${VAR} substitution in values -> schema -> cross-field checks -> a resolved, deep-frozen GatewayConfig.
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import { createSecureContext } from 'node:tls'
 import { Ajv, type ErrorObject } from 'ajv'
 import { isMap, isNode, isPair, isScalar, isSeq, LineCounter, parse, parseDocument, Scalar, visit, type Document, type Node } from 'yaml'
 import { ConfigError, formatPath, type ConfigIssue } from './config-error.js'
 import {
   ConfigSchema, DEFAULT_BODY_LIMIT, DEFAULT_FAILURE_STATUSES, DEFAULT_FAILURE_THRESHOLD, DEFAULT_FALLBACK_CONTENT_TYPE,
-  DEFAULT_HALF_OPEN_CALLS, DEFAULT_HEADERS_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS, DEFAULT_MINIMUM_CALLS,
+  DEFAULT_HALF_OPEN_CALLS, DEFAULT_TLS_MIN_VERSION, DEFAULT_HEADERS_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_HEADERS, DEFAULT_MINIMUM_CALLS,
   DEFAULT_RECOVERY_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, DEFAULT_RETRY_MAX_BACKOFF, DEFAULT_RETRY_ON,
   DEFAULT_ROUTE_TIMEOUT, DEFAULT_SERVER_HOST, DEFAULT_SERVER_PORT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_SLIDING_WINDOW,
   DEFAULT_SLOW_CALL_RATE_THRESHOLD, DEFAULT_SLOW_CALL_THRESHOLD, isReservedPath, RESERVED_PREFIX,
@@ -249,6 +251,7 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
 /** Checks that span keys or need more than a schema: ids and prefixes, URLs, the reserved prefix, header names. */
 function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onKey?: boolean) => void): void {
   checkRedis(raw.redis, at)
+  checkServerTls(isObject(raw.server) ? raw.server.tls : undefined, at)
   checkAutoscaler(raw.autoscaler, raw.redis, at)
   const defaults: Record<string, unknown> = isObject(raw.defaults) ? raw.defaults : {}
   checkCache(defaults.cache, ['defaults', 'cache'], raw.redis !== undefined, at)
@@ -386,6 +389,42 @@ function checkAutoscaler (value: unknown, redis: unknown, at: (path: Path, messa
   })
 }
 
+/**
+ * The listener's certificate, key and CA files: readable, PEM, and a key that matches the certificate. Checked here so
+ * that `breakwater check` and a reload refuse what the listener would fail on.
+ */
+function checkServerTls (value: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  if (!isObject(value)) return
+  const read = (key: 'cert' | 'key' | 'ca'): string | null => {
+    const file = value[key]
+    if (typeof file !== 'string' || file === '') return null
+    try {
+      return readFileSync(file, 'utf8')
+    } catch (err) {
+      at(['server', 'tls', key], `cannot read ${show(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      return null
+    }
+  }
+  const cert = read('cert')
+  const key = read('key')
+  const ca = read('ca')
+  if (value.requestCert === true && value.ca === undefined) at(['server', 'tls', 'requestCert'], 'requestCert: true needs ca, the CA certificates client certificates are verified against')
+  if (cert !== null && key !== null) {
+    try {
+      createSecureContext({ cert, key })
+    } catch (err) {
+      at(['server', 'tls', 'key'], `the certificate and key are not a usable pair: ${(err as Error).message}`)
+    }
+  }
+  if (ca !== null) {
+    try {
+      createSecureContext({ ca })
+    } catch (err) {
+      at(['server', 'tls', 'ca'], `not PEM CA certificates: ${(err as Error).message}`)
+    }
+  }
+}
+
 function checkRedis (value: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {
   if (!isObject(value)) return
   if ((value.url === undefined) === (value.cluster === undefined)) {
@@ -510,7 +549,16 @@ function resolve (raw: ConfigFile, source: string, redisUrl: string | undefined)
     sendTimeoutMs: parseDurationMs(server.sendTimeout ?? DEFAULT_SEND_TIMEOUT),
     logLevel: server.logLevel ?? DEFAULT_LOG_LEVEL,
     accessLog: server.accessLog ?? true,
-    watchConfig: server.watchConfig ?? false
+    watchConfig: server.watchConfig ?? false,
+    tls: server.tls === undefined
+      ? null
+      : {
+          certFile: server.tls.cert,
+          keyFile: server.tls.key,
+          caFile: server.tls.ca ?? null,
+          requestCert: server.tls.requestCert ?? false,
+          minVersion: server.tls.minVersion ?? DEFAULT_TLS_MIN_VERSION
+        }
   }
   const defaults = raw.defaults ?? {}
   const routes = (raw.routes ?? []).map((route): RouteConfig => {

@@ -7,6 +7,9 @@ export type HttpMethod = typeof HTTP_METHODS[number]
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = typeof LOG_LEVELS[number]
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const
+export type TlsVersion = typeof TLS_VERSIONS[number]
+export const DEFAULT_TLS_MIN_VERSION: TlsVersion = 'TLSv1.2'
 
 /** The route id doubles as a metric label and a breaker name, so it stays a plain slug. */
 export const ROUTE_ID_PATTERN = '^[a-z0-9][a-z0-9_-]*$'
@@ -214,6 +217,14 @@ const Route = Type.Object({
 
 const Defaults = Type.Object(routePolicy, { additionalProperties: false, description: 'Route keys applied to every route that does not set them' })
 
+const ServerTls = Type.Object({
+  cert: Type.String({ minLength: 1, description: 'PEM certificate chain the listener presents; a change of the file is picked up without a restart', 'x-expected': 'a file path' }),
+  key: Type.String({ minLength: 1, description: 'PEM private key of cert', 'x-expected': 'a file path' }),
+  ca: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA certificates: clients are asked for a certificate, verified against these (mTLS)', 'x-expected': 'a file path' })),
+  requestCert: Type.Optional(Type.Boolean({ description: 'With ca: a client without a certificate that ca verifies is refused at the handshake', default: false })),
+  minVersion: Type.Optional(Type.Unsafe<TlsVersion>({ type: 'string', enum: [...TLS_VERSIONS], description: 'Oldest TLS version accepted', default: DEFAULT_TLS_MIN_VERSION }))
+}, { additionalProperties: false, description: 'Terminate TLS on the listener (HTTPS)' })
+
 const Server = Type.Object({
   host: Type.Optional(Type.String({ minLength: 1, description: 'Address to listen on', default: DEFAULT_SERVER_HOST })),
   port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Port to listen on; 0 picks a free one and logs it', default: DEFAULT_SERVER_PORT, 'x-expected': 'a port number from 0 to 65535' })),
@@ -225,7 +236,8 @@ const Server = Type.Object({
   sendTimeout: Type.Optional(duration('A client that takes in nothing of a proxied answer for this long is disconnected and the upstream request aborted (nginx\'s send_timeout); a slow reader that makes progress is waited for', DEFAULT_SEND_TIMEOUT)),
   logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS], description: 'pino log level', default: DEFAULT_LOG_LEVEL })),
   accessLog: Type.Optional(Type.Boolean({ description: 'Log one line per request (route, status, duration, request id)', default: true })),
-  watchConfig: Type.Optional(Type.Boolean({ description: 'Reload when the config file changes (a Kubernetes ConfigMap update included); `start --watch` sets it too', default: false }))
+  watchConfig: Type.Optional(Type.Boolean({ description: 'Reload when the config file changes (a Kubernetes ConfigMap update included); `start --watch` sets it too', default: false })),
+  tls: Type.Optional(ServerTls)
 }, { additionalProperties: false })
 
 const Management = Type.Object({
@@ -292,6 +304,18 @@ export interface ServerConfig {
   readonly logLevel: LogLevel
   readonly accessLog: boolean
   readonly watchConfig: boolean
+  /** null: plain HTTP. */
+  readonly tls: ServerTlsConfig | null
+}
+
+/** The listener's TLS: file paths, read at the start and again when they change. */
+export interface ServerTlsConfig {
+  readonly certFile: string
+  readonly keyFile: string
+  /** null: clients are not asked for a certificate. */
+  readonly caFile: string | null
+  readonly requestCert: boolean
+  readonly minVersion: TlsVersion
 }
 
 export interface RouteConfig {

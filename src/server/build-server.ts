@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { actuatorPlugin, snapshotsOf, type ActuatorOptions, type RefreshResult } from '../actuator/index.js'
@@ -22,6 +23,7 @@ import { buildGatewayApp, buildManagementServer } from './management.js'
 import { observeBreakers, observeBulk, observeCaches, observeRequests } from './observe.js'
 import { ConfigReloader, sha256Of, type ReloadOutcome, type ReloadTrigger } from './reload.js'
 import { RouteRuntimes, type RoutesChange } from './route-runtimes.js'
+import { rotateListenerTls } from './tls.js'
 import { upstreamFailureLog } from './upstream-failure-log.js'
 
 declare module 'fastify' {
@@ -139,6 +141,14 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
     })
     app.addHook('preClose', (done) => {
       watcher.close()
+      done()
+    })
+  }
+  const tls = config.server.tls
+  if (tls !== null) {
+    const rotation = rotateListenerTls(app.server as unknown as HttpsServer, tls, app.log)
+    app.addHook('preClose', (done) => {
+      rotation.close()
       done()
     })
   }

@@ -1,9 +1,11 @@
 // The Node HTTP server under Fastify: RFC 9112 framing checks and slowloris limits, before any routing happens.
-import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerOptions, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import { isIPv6, type Socket } from 'node:net'
 import type { ServerConfig } from '../config/index.js'
 import { problemFor, rawProblemResponse, type Problem } from '../core/index.js'
 import { requestIdFor } from '../pipeline/index.js'
+import { listenerTlsOptions } from './tls.js'
 
 /** Node's own limit on the bytes of a request's header section; past it Node raises HPE_HEADER_OVERFLOW (431). */
 export const MAX_HEADER_BYTES = 16 * 1024
@@ -17,7 +19,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 72_000
  * too many fields, is refused here, before Fastify sees the request.
  */
 export function createGatewayServer (handler: RequestListener, config: ServerConfig): Server {
-  const server = createServer({
+  const options: ServerOptions = {
     maxHeaderSize: MAX_HEADER_BYTES,
     headersTimeout: config.headersTimeoutMs,
     // Fastify's default of 0 must stay: a large upload may take longer than any fixed request deadline.
@@ -27,7 +29,8 @@ export function createGatewayServer (handler: RequestListener, config: ServerCon
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     // Checked below, to answer with a problem body rather than Node's empty 400.
     requireHostHeader: false
-  }, (req: IncomingMessage, res: ServerResponse) => {
+  }
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     const problem = headerRefusal(req, config.maxHeaders)
     if (problem === null) {
       handler(req, res)
@@ -36,7 +39,9 @@ export function createGatewayServer (handler: RequestListener, config: ServerCon
     res.shouldKeepAlive = false
     res.writeHead(problem.status, { 'content-type': 'application/problem+json', 'x-request-id': problem.requestId ?? '' })
     res.end(JSON.stringify(problem))
-  })
+  }
+  // HTTPS when server.tls is set: the same options, the same checks, behind the TLS handshake.
+  const server = config.tls === null ? createServer(options, listener) : createHttpsServer({ ...options, ...listenerTlsOptions(config.tls) }, listener)
   // One more than allowed, so that a request over the limit shows itself instead of being silently truncated.
   server.maxHeadersCount = config.maxHeaders + 1
   return server

@@ -56,6 +56,8 @@ const RESTART_ONLY: ReadonlyArray<{ readonly key: string, readonly of: (config: 
   { key: 'server.headersTimeout', of: (config) => config.server.headersTimeoutMs },
   { key: 'server.shutdownTimeout', of: (config) => config.server.shutdownTimeoutMs },
   { key: 'server.watchConfig', of: (config) => config.server.watchConfig },
+  // The files' contents rotate live (server/tls.ts); which files, and the TLS settings, are the listener's own.
+  { key: 'server.tls', of: (config) => config.server.tls },
   { key: 'management.host', of: (config) => config.management.host },
   { key: 'management.port', of: (config) => config.management.port },
   { key: 'redis', of: (config) => config.redis }

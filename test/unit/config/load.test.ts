@@ -44,7 +44,8 @@ t.test('an empty file (or only comments) gives the built-in defaults', async (t)
       sendTimeoutMs: 60_000,
       logLevel: 'info',
       accessLog: true,
-      watchConfig: false
+      watchConfig: false,
+      tls: null
     },
     management: { token: null, port: null, host: '0.0.0.0', showDetails: 'when-authorized' },
     redis: null,
@@ -92,7 +93,7 @@ t.test('unknown keys are reported at the key, with the known keys', async (t) =>
   t.same(errorsOf(`
 server:
   prot: 8080
-`), ['gw.yaml:2:3 server.prot: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, sendTimeout, logLevel, accessLog, watchConfig)'])
+`), ['gw.yaml:2:3 server.prot: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, sendTimeout, logLevel, accessLog, watchConfig, tls)'])
   t.same(errorsOf(`
 defaults:
   timeout: 5s
@@ -513,7 +514,7 @@ server:
     'gw.yaml:6:13 routes[1].prefix: /actuator is reserved for the gateway\'s own endpoints, got "/actuator"',
     'gw.yaml:8:14 routes[1].timeout: expected a duration like 5s, got "soon"',
     'gw.yaml:10:9 server.port: expected a port number from 0 to 65535, got 99999',
-    'gw.yaml:11:3 server.colour: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, sendTimeout, logLevel, accessLog, watchConfig)'
+    'gw.yaml:11:3 server.colour: unknown key (known keys: host, port, bodyLimit, shutdownTimeout, trustProxy, maxHeaders, headersTimeout, sendTimeout, logLevel, accessLog, watchConfig, tls)'
   ].join('\n'))
   t.same(configError.issues.map((issue) => [issue.line, issue.col, issue.path]), [
     [5, 9, 'routes[1].id'], [6, 13, 'routes[1].prefix'], [8, 14, 'routes[1].timeout'], [10, 9, 'server.port'], [11, 3, 'server.colour']
