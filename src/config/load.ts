@@ -18,7 +18,7 @@ import {
   DEFAULT_AUTOSCALER_COOLDOWN, DEFAULT_AUTOSCALER_INTERVAL, DEFAULT_AUTOSCALER_MODE, DEFAULT_AUTOSCALER_PORT, DEFAULT_AUTOSCALER_WINDOW,
   DEFAULT_MAX_MASTERS, DEFAULT_MIGRATION_PIPELINE, MIN_CLUSTER_MASTERS, DEFAULT_MIGRATION_TIMEOUT, DEFAULT_MIN_MASTERS, DEFAULT_SCALE_IN, DEFAULT_SCALE_OUT,
   type AutoscalerConfig, type BreakerConfig, type BulkConfig, type CacheConfig, type ConfigFile, type GatewayConfig, type RedisConfig, type RetryConfig,
-  type RouteConfig, type ServerConfig
+  type RouteConfig, type ServerConfig, type UpstreamTlsConfig
 } from './schema.js'
 import { parseDurationMs, parseSizeBytes } from './units.js'
 import { indentationIssue } from './yaml-errors.js'
@@ -259,6 +259,7 @@ function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onK
   checkHeaders(defaults.headers, ['defaults', 'headers'], at)
   checkRewritePrefix(defaults.rewritePrefix, ['defaults', 'rewritePrefix'], at)
   checkHost(defaults.host, ['defaults', 'host'], at)
+  checkUpstreamTls(defaults.upstreamTls, ['defaults', 'upstreamTls'], at)
 
   const routes: unknown[] = Array.isArray(raw.routes) ? raw.routes : []
   const ids = new Map<string, number>()
@@ -278,6 +279,7 @@ function checkCrossField (raw: ConfigFile, at: (path: Path, message: string, onK
     checkHeaders(route.headers, here('headers'), at)
     checkRewritePrefix(route.rewritePrefix, here('rewritePrefix'), at)
     checkHost(route.host, here('host'), at)
+    checkUpstreamTls(route.upstreamTls, here('upstreamTls'), at)
     checkCache(route.cache, here('cache'), raw.redis !== undefined, at)
     checkBulk(route.bulk, route.methods ?? defaults.methods, route.methods === undefined, here('bulk'), at)
     if (typeof route.prefix !== 'string' || !route.prefix.startsWith('/')) return
@@ -389,40 +391,70 @@ function checkAutoscaler (value: unknown, redis: unknown, at: (path: Path, messa
   })
 }
 
-/**
- * The listener's certificate, key and CA files: readable, PEM, and a key that matches the certificate. Checked here so
- * that `breakwater check` and a reload refuse what the listener would fail on.
- */
-function checkServerTls (value: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {
+/** A route's `upstreamTls:` block (or the defaults'), resolved; null without one. */
+function upstreamTlsOf (tls: NonNullable<ConfigFile['defaults']>['upstreamTls']): UpstreamTlsConfig | null {
+  if (tls === undefined) return null
+  return {
+    caFile: tls.ca ?? null,
+    systemCa: tls.systemCa ?? true,
+    certFile: tls.cert ?? null,
+    keyFile: tls.key ?? null,
+    servername: tls.servername ?? null,
+    rejectUnauthorized: tls.rejectUnauthorized ?? true
+  }
+}
+
+/** A route's upstream TLS files: readable, and a client key that matches its certificate. */
+function checkUpstreamTls (value: unknown, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
   if (!isObject(value)) return
+  if ((value.cert === undefined) !== (value.key === undefined)) at(path, 'expected cert and key together (the client certificate and its key)')
+  const files = readTlsFiles(value, path, at)
+  if (files.cert !== null && files.key !== null) checkPair(files.cert, files.key, [...path, 'key'], at)
+  if (files.ca !== null) checkCa(files.ca, [...path, 'ca'], at)
+}
+
+/** The cert, key and ca files named in `value`, read; an unreadable one is reported at its key. */
+function readTlsFiles (value: Record<string, unknown>, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): Record<'cert' | 'key' | 'ca', string | null> {
   const read = (key: 'cert' | 'key' | 'ca'): string | null => {
     const file = value[key]
     if (typeof file !== 'string' || file === '') return null
     try {
       return readFileSync(file, 'utf8')
     } catch (err) {
-      at(['server', 'tls', key], `cannot read ${show(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      at([...path, key], `cannot read ${show(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
       return null
     }
   }
-  const cert = read('cert')
-  const key = read('key')
-  const ca = read('ca')
-  if (value.requestCert === true && value.ca === undefined) at(['server', 'tls', 'requestCert'], 'requestCert: true needs ca, the CA certificates client certificates are verified against')
-  if (cert !== null && key !== null) {
-    try {
-      createSecureContext({ cert, key })
-    } catch (err) {
-      at(['server', 'tls', 'key'], `the certificate and key are not a usable pair: ${(err as Error).message}`)
-    }
+  return { cert: read('cert'), key: read('key'), ca: read('ca') }
+}
+
+function checkPair (cert: string, key: string, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  try {
+    createSecureContext({ cert, key })
+  } catch (err) {
+    at(path, `the certificate and key are not a usable pair: ${(err as Error).message}`)
   }
-  if (ca !== null) {
-    try {
-      createSecureContext({ ca })
-    } catch (err) {
-      at(['server', 'tls', 'ca'], `not PEM CA certificates: ${(err as Error).message}`)
-    }
+}
+
+function checkCa (ca: string, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  try {
+    createSecureContext({ ca })
+  } catch (err) {
+    at(path, `not PEM CA certificates: ${(err as Error).message}`)
   }
+}
+
+/**
+ * The listener's certificate, key and CA files: readable, PEM, and a key that matches the certificate. Checked here so
+ * that `breakwater check` and a reload refuse what the listener would fail on.
+ */
+function checkServerTls (value: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {
+  if (!isObject(value)) return
+  const path = ['server', 'tls']
+  if (value.requestCert === true && value.ca === undefined) at([...path, 'requestCert'], 'requestCert: true needs ca, the CA certificates client certificates are verified against')
+  const files = readTlsFiles(value, path, at)
+  if (files.cert !== null && files.key !== null) checkPair(files.cert, files.key, [...path, 'key'], at)
+  if (files.ca !== null) checkCa(files.ca, [...path, 'ca'], at)
 }
 
 function checkRedis (value: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {
@@ -578,6 +610,8 @@ function resolve (raw: ConfigFile, source: string, redisUrl: string | undefined)
       timeoutMs: parseDurationMs(route.timeout ?? defaults.timeout ?? DEFAULT_ROUTE_TIMEOUT),
       headers: Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value])),
       websocket: route.websocket ?? defaults.websocket ?? false,
+      upstreamTls: upstreamTlsOf(route.upstreamTls ?? defaults.upstreamTls),
+      upstreamHttp2: route.upstreamHttp2 ?? defaults.upstreamHttp2 ?? false,
       bodyLimitBytes: bodyLimit === undefined ? resolvedServer.bodyLimitBytes : parseSizeBytes(bodyLimit),
       // A route's breaker and retry blocks refine the defaults' key by key.
       breaker: resolveBreaker({ ...defaults.breaker, ...route.breaker }),

@@ -188,6 +188,15 @@ const Bulk = Type.Object({
 }, { additionalProperties: false, description: 'Coalesce the route\'s POSTs, one JSON item each, into batches sent to the upstream\'s bulk endpoint (see Bulk writes)' })
 
 /** Route keys that may also be set once for all routes under `defaults:`. */
+const UpstreamTls = Type.Object({
+  ca: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA certificates the upstream\'s certificate is verified against, besides the system store (see systemCa)', 'x-expected': 'a file path' })),
+  systemCa: Type.Optional(Type.Boolean({ description: 'Trust the system CA store too; false: only ca', default: true })),
+  cert: Type.Optional(Type.String({ minLength: 1, description: 'PEM client certificate presented to the upstream (mTLS); needs key', 'x-expected': 'a file path' })),
+  key: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key of cert', 'x-expected': 'a file path' })),
+  servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI sent and the name the certificate is verified for. Default: the upstream URL\'s host' })),
+  rejectUnauthorized: Type.Optional(Type.Boolean({ description: 'Verify the upstream\'s certificate; false is logged as a warning at every start', default: true }))
+}, { additionalProperties: false, description: 'TLS toward https upstreams' })
+
 const routePolicy = {
   methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true, description: 'Methods this route serves; others get 405 with `Allow`. Default: all methods' })),
   host: Type.Optional(Type.String({ minLength: 1, description: 'Serve only requests whose Host header is this name (port ignored). Default: any host' })),
@@ -205,7 +214,9 @@ const routePolicy = {
   bodyLimit: Type.Optional(size('Largest request body on this route; larger ones get 413. Default: `server.bodyLimit`')),
   breaker: Type.Optional(Breaker),
   retry: Type.Optional(Retry),
-  cache: Type.Optional(Cache)
+  cache: Type.Optional(Cache),
+  upstreamTls: Type.Optional(UpstreamTls),
+  upstreamHttp2: Type.Optional(Type.Boolean({ description: 'Let an https upstream speak HTTP/2 (ALPN); HTTP/1.1 otherwise', default: false }))
 }
 
 const Route = Type.Object({
@@ -339,6 +350,19 @@ export interface RouteConfig {
   readonly cache: CacheConfig | null
   /** null: the route does not coalesce writes. */
   readonly bulk: BulkConfig | null
+  /** null: https upstreams are verified against the system store, with no client certificate. */
+  readonly upstreamTls: UpstreamTlsConfig | null
+  readonly upstreamHttp2: boolean
+}
+
+/** TLS toward a route's https upstreams: file paths, read when the route's runtime is built. */
+export interface UpstreamTlsConfig {
+  readonly caFile: string | null
+  readonly systemCa: boolean
+  readonly certFile: string | null
+  readonly keyFile: string | null
+  readonly servername: string | null
+  readonly rejectUnauthorized: boolean
 }
 
 /** A route's write coalescing: its POSTs are gathered into batches toward `path`. */

@@ -1,6 +1,16 @@
-// The gateway's keep-alive pools, one per upstream origin and connect timeout, shared by the routes that name them, so
-// that a reload which keeps an origin keeps its warm connections, and a pool closes only once no route uses it.
+// The gateway's keep-alive pools, one per upstream origin and way of connecting (timeout, TLS, HTTP/2), shared by the
+// routes that name them, so that a reload which keeps an origin keeps its warm connections, and a pool closes only
+// once no route uses it.
+import { createHash } from 'node:crypto'
 import { Pool } from 'undici'
+
+/** How a pool connects besides its origin: the TLS toward an https upstream, and whether it may speak HTTP/2. */
+export interface PoolConnect {
+  readonly timeoutMs: number
+  /** node:tls options (PEM contents, servername, rejectUnauthorized); null: the defaults. */
+  readonly tls: Readonly<Record<string, unknown>> | null
+  readonly allowH2: boolean
+}
 
 interface Shared {
   readonly pool: Pool
@@ -10,12 +20,13 @@ interface Shared {
 export class UpstreamPools {
   readonly #shared = new Map<string, Shared>()
 
-  /** The pool of `origin` with this connect timeout, made on first use; each acquire is paired with one release. */
-  acquire (origin: string, connectTimeoutMs: number): Pool {
-    const key = `${connectTimeoutMs} ${origin}`
+  /** The pool of `origin` that connects so, made on first use; each acquire is paired with one release. */
+  acquire (origin: string, connect: PoolConnect): Pool {
+    // The TLS options hold keys: the map is keyed by their digest, not by the keys themselves.
+    const key = `${origin} ${createHash('sha256').update(JSON.stringify(connect)).digest('hex')}`
     let shared = this.#shared.get(key)
     if (shared === undefined) {
-      shared = { pool: new Pool(origin, { connect: { timeout: connectTimeoutMs } }), users: 0 }
+      shared = { pool: new Pool(origin, { connect: { timeout: connect.timeoutMs, ...connect.tls }, allowH2: connect.allowH2 }), users: 0 }
       this.#shared.set(key, shared)
     }
     shared.users++

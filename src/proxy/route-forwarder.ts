@@ -1,9 +1,10 @@
 // Forwarding for one route: its upstream pools (round robin, keep-alive), streamed bodies both ways, WebSocket tunnels.
 import type { IncomingMessage } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
-import type { TLSSocket } from 'node:tls'
+import { readFileSync } from 'node:fs'
+import { rootCertificates, type TLSSocket } from 'node:tls'
 import type { Dispatcher, Pool } from 'undici'
-import type { RouteConfig } from '../config/index.js'
+import type { RouteConfig, UpstreamTlsConfig } from '../config/index.js'
 import {
   gatewayError, readBody, retryAfterSeconds,
   type GatewayError,
@@ -89,11 +90,12 @@ export class RouteForwarder implements Upstream {
     this.#retry = options.retry ?? null
     const pools = options.pools ?? new UpstreamPools()
     this.#pools = pools
+    // The route's timeout bounds the connect too.
+    const connect = { timeoutMs: route.timeoutMs, tls: upstreamTlsOptions(route.upstreamTls), allowH2: route.upstreamHttp2 }
     this.#targets = route.upstreams.map((origin) => ({
       origin,
       host: new URL(origin).host,
-      // The route's timeout bounds the connect too.
-      pool: pools.acquire(origin, route.timeoutMs)
+      pool: pools.acquire(origin, origin.startsWith('https:') ? connect : { ...connect, tls: null })
     }))
   }
 
@@ -407,6 +409,24 @@ export class RouteForwarder implements Upstream {
     }
     return headers
   }
+}
+
+/**
+ * node:tls options for a route's https upstreams: its CA besides the system store (or instead, with systemCa: false),
+ * its client certificate, the name verified. Read when the route's runtime is built: a reload reads them again.
+ */
+function upstreamTlsOptions (tls: UpstreamTlsConfig | null): Record<string, unknown> | null {
+  if (tls === null) return null
+  const options: Record<string, unknown> = { rejectUnauthorized: tls.rejectUnauthorized }
+  // Node's `ca` replaces the system store: kept beside it unless systemCa is false.
+  if (tls.caFile !== null) options.ca = tls.systemCa ? [...rootCertificates, readFileSync(tls.caFile, 'utf8')] : readFileSync(tls.caFile, 'utf8')
+  else if (!tls.systemCa) options.ca = []
+  if (tls.certFile !== null && tls.keyFile !== null) {
+    options.cert = readFileSync(tls.certFile, 'utf8')
+    options.key = readFileSync(tls.keyFile, 'utf8')
+  }
+  if (tls.servername !== null) options.servername = tls.servername
+  return options
 }
 
 /** The open breaker's problem detail: when the route takes calls again. */

@@ -7,6 +7,22 @@ const UNREACHABLE_CODES = new Set([
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED'
 ])
 
+/** node:tls and OpenSSL's verification codes, by what they mean for the operator. */
+const TLS_UNTRUSTED_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_UNTRUSTED', 'CERT_SIGNATURE_FAILURE', 'CERT_REVOKED', 'INVALID_CA'
+])
+const TLS_EXPIRED_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID'])
+
+/** The TLS failure `code` names, or null when it is not one. */
+function tlsFailure (code: string, route: string): { code: ErrorCode, detail: string } | null {
+  if (TLS_UNTRUSTED_CODES.has(code)) return { code: 'BW_ERR_UPSTREAM_TLS_UNTRUSTED', detail: `the certificate of route ${route}'s upstream is not signed by a trusted CA (${code}); see upstreamTls.ca` }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return { code: 'BW_ERR_UPSTREAM_TLS_NAME_MISMATCH', detail: `the certificate of route ${route}'s upstream is for another name (${code}); see upstreamTls.servername` }
+  if (TLS_EXPIRED_CODES.has(code)) return { code: 'BW_ERR_UPSTREAM_TLS_EXPIRED', detail: `the certificate of route ${route}'s upstream is expired or not yet valid (${code})` }
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) return { code: 'BW_ERR_UPSTREAM_TLS_HANDSHAKE', detail: `the TLS handshake with route ${route}'s upstream failed (${code})` }
+  return null
+}
+
 /**
  * Maps an error from forwarding to the gateway error the client gets; errors that already are ours pass through.
  * The detail names the route, never the upstream's address (an edge gateway's client has no business knowing its
@@ -16,6 +32,8 @@ export function translateUpstreamError (err: unknown, route: string, upstream: s
   if (isGatewayError(err)) return err
   const code = (err as { code?: string } | null)?.code ?? ''
   if (TIMEOUT_CODES.has(code)) return upstreamError('BW_ERR_UPSTREAM_TIMEOUT', timeoutDetail(route, timeoutMs), upstream, err)
+  const tls = tlsFailure(code, route)
+  if (tls !== null) return upstreamError(tls.code, tls.detail, upstream, err)
   if (UNREACHABLE_CODES.has(code)) {
     return upstreamError('BW_ERR_UPSTREAM_UNREACHABLE', `the upstream of route ${route} could not be reached (${code})`, upstream, err)
   }

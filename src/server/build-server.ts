@@ -78,6 +78,12 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
   /** Makes `next` the config serving: its routes from the next request on, its log settings at once. */
   const apply = (next: GatewayConfig): RoutesChange => {
     const { runtimes, change } = routes.apply(next)
+    const built = new Set(next === config ? next.routes.map((route) => route.id) : [...change.added, ...change.changed])
+    for (const route of next.routes) {
+      if (built.has(route.id) && route.upstreamTls?.rejectUnauthorized === false) {
+        app.log.warn({ route: route.id }, `route ${route.id}: upstreamTls.rejectUnauthorized: false: its upstreams' certificates are NOT verified; anyone on the path can impersonate them`)
+      }
+    }
     pipeline.serve(runtimes)
     if (next.server.logLevel !== serving.server.logLevel) app.log.level = next.server.logLevel
     logSettings.accessLog = next.server.accessLog

@@ -98,9 +98,9 @@ server:
 defaults:
   timeout: 5s
   retries: 3
-`), ['gw.yaml:3:3 defaults.retries: unknown key (known keys: methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache)'])
+`), ['gw.yaml:3:3 defaults.retries: unknown key (known keys: methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache, upstreamTls, upstreamHttp2)'])
   t.same(errorsOf(route('    timeuot: 2s')), [
-    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache, bulk)'
+    'gw.yaml:5:5 routes[0].timeuot: unknown key (known keys: id, prefix, methods, host, upstream, rewritePrefix, timeout, headers, websocket, bodyLimit, breaker, retry, cache, upstreamTls, upstreamHttp2, bulk)'
   ])
   t.same(errorsOf(`
 servers:
