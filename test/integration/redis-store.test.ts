@@ -166,7 +166,9 @@ t.test('cluster of 3 masters', async (t) => {
     t.ok(failed.length > 0 && answered.length > 0, `${failed.length} timed out, ${answered.length} answered`)
     for (const result of failed) {
       t.type(result.error, RedisStoreTimeoutError)
-      t.ok(result.ms >= FAULT_TIMEOUT_MS - 5 && result.ms < FAIL_FAST_BOUND_MS, `rejected after ${Math.round(result.ms)} ms`)
+      // A timer counts from libuv's loop time, taken when the loop turned: with 30 commands sent in one turn, the last
+      // ones' own clocks start a few ms after it (CI measured 94.6 ms for 100). Waited for, not refused at once.
+      t.ok(result.ms >= FAULT_TIMEOUT_MS - 15 && result.ms < FAIL_FAST_BOUND_MS, `rejected after ${Math.round(result.ms)} ms`)
     }
     for (const result of answered) t.ok(Buffer.isBuffer(result.value?.[0]), 'the value came back')
     await waitUntil(async () => {
