@@ -408,13 +408,11 @@ function upstreamTlsOf (tls: NonNullable<ConfigFile['defaults']>['upstreamTls'])
 function checkUpstreamTls (value: unknown, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
   if (!isObject(value)) return
   if ((value.cert === undefined) !== (value.key === undefined)) at(path, 'expected cert and key together (the client certificate and its key)')
-  const files = readTlsFiles(value, path, at)
-  if (files.cert !== null && files.key !== null) checkPair(files.cert, files.key, [...path, 'key'], at)
-  if (files.ca !== null) checkCa(files.ca, [...path, 'ca'], at)
+  checkTlsFiles(value, path, at)
 }
 
-/** The cert, key and ca files named in `value`, read; an unreadable one is reported at its key. */
-function readTlsFiles (value: Record<string, unknown>, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): Record<'cert' | 'key' | 'ca', string | null> {
+/** The cert, key and ca files named in `value`: readable, PEM, and a key that matches its certificate; each fault at its key. */
+function checkTlsFiles (value: Record<string, unknown>, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
   const read = (key: 'cert' | 'key' | 'ca'): string | null => {
     const file = value[key]
     if (typeof file !== 'string' || file === '') return null
@@ -425,22 +423,22 @@ function readTlsFiles (value: Record<string, unknown>, path: Path, at: (path: Pa
       return null
     }
   }
-  return { cert: read('cert'), key: read('key'), ca: read('ca') }
-}
-
-function checkPair (cert: string, key: string, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
-  try {
-    createSecureContext({ cert, key })
-  } catch (err) {
-    at(path, `the certificate and key are not a usable pair: ${(err as Error).message}`)
+  const cert = read('cert')
+  const key = read('key')
+  const ca = read('ca')
+  if (cert !== null && key !== null) {
+    try {
+      createSecureContext({ cert, key })
+    } catch (err) {
+      at([...path, 'key'], `the certificate and key are not a usable pair: ${(err as Error).message}`)
+    }
   }
-}
-
-function checkCa (ca: string, path: Path, at: (path: Path, message: string, onKey?: boolean) => void): void {
-  try {
-    createSecureContext({ ca })
-  } catch (err) {
-    at(path, `not PEM CA certificates: ${(err as Error).message}`)
+  if (ca !== null) {
+    try {
+      createSecureContext({ ca })
+    } catch (err) {
+      at([...path, 'ca'], `not PEM CA certificates: ${(err as Error).message}`)
+    }
   }
 }
 
@@ -452,9 +450,7 @@ function checkServerTls (value: unknown, at: (path: Path, message: string, onKey
   if (!isObject(value)) return
   const path = ['server', 'tls']
   if (value.requestCert === true && value.ca === undefined) at([...path, 'requestCert'], 'requestCert: true needs ca, the CA certificates client certificates are verified against')
-  const files = readTlsFiles(value, path, at)
-  if (files.cert !== null && files.key !== null) checkPair(files.cert, files.key, [...path, 'key'], at)
-  if (files.ca !== null) checkCa(files.ca, [...path, 'ca'], at)
+  checkTlsFiles(value, path, at)
 }
 
 function checkRedis (value: unknown, at: (path: Path, message: string, onKey?: boolean) => void): void {

@@ -129,7 +129,7 @@ export async function buildServer (config: GatewayConfig, deps: ServerDeps = {})
       redrive: async (routeId) => await (routes.current.get(routeId)?.bulk as BulkRoute).redrive()
     },
     config: {
-      current: () => ({ generation: reloader.current.generation, sha256: reloader.current.sha256 }),
+      current: () => reloader.current,
       refresh: !reloader.reloadable ? null : async () => refreshResult(await reloader.reload('refresh'))
     }
   }

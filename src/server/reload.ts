@@ -27,9 +27,8 @@ export type ReloadOutcome =
 /** The config now serving. */
 export interface ConfigGeneration {
   readonly generation: number
-  /** SHA-256 of the file's bytes, hex; of the YAML the gateway was given when it came from no file. */
+  /** SHA-256 of the file's bytes, hex; of the config object, as JSON, when it came from no file. */
   readonly sha256: string
-  readonly config: GatewayConfig
 }
 
 export interface ConfigReloaderOptions {
@@ -76,7 +75,7 @@ export class ConfigReloader {
   constructor (options: ConfigReloaderOptions, sha256: string) {
     this.#options = options
     this.#started = options.initial
-    this.#current = { generation: 1, sha256, config: options.initial }
+    this.#current = { generation: 1, sha256 }
     options.metrics.setConfig(1, Date.now())
   }
 
@@ -120,7 +119,7 @@ export class ConfigReloader {
     }
     const change = this.#options.apply(config)
     const generation = this.#current.generation + 1
-    this.#current = { generation, sha256, config }
+    this.#current = { generation, sha256 }
     const restartRequired = RESTART_ONLY.filter(({ of }) => !isDeepStrictEqual(of(this.#started), of(config))).map(({ key }) => key)
     metrics.countReload('success')
     metrics.setConfig(generation, Date.now())
