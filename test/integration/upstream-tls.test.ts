@@ -60,6 +60,12 @@ t.test('each TLS failure toward an upstream has its own 502 type and log line', 
   const wrongName = await startHttpsUpstream(t, pki.wrongName)
   const expired = await startHttpsUpstream(t, pki.expired)
   const needsClient = await startHttpsUpstream(t, pki.server, { ca: pki.ca.certPem, requestCert: true, rejectUnauthorized: true })
+  // An https URL whose server speaks plain HTTP: no TLS handshake can complete.
+  const plain = (await import('node:http')).createServer((_req, res) => { res.end('plain') })
+  plain.listen(0, '127.0.0.1')
+  await once(plain, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => { plain.closeAllConnections(); plain.close(() => { resolve() }) }))
+  const plainPort = (plain.address() as AddressInfo).port
   const lines: Array<Record<string, unknown>> = []
   const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
   const gw = await startGateway(t, `
@@ -83,6 +89,9 @@ routes:
     prefix: /client
     upstream: ${needsClient}
     upstreamTls: {ca: ${pki.ca.cert}, cert: ${pki.client.cert}, key: ${pki.client.key}}
+  - id: plaintext
+    prefix: /plaintext
+    upstream: https://127.0.0.1:${plainPort}
   - id: unverified
     prefix: /unverified
     upstream: ${expired}
@@ -96,6 +105,7 @@ routes:
   t.equal(await codeOf('/wrong-name/x'), 'BW_ERR_UPSTREAM_TLS_NAME_MISMATCH')
   t.same(await get(`${gw.url}/renamed/x`), { status: 200, body: 'tls ok' }, 'servername: verified for the name it sets')
   t.equal(await codeOf('/expired/x'), 'BW_ERR_UPSTREAM_TLS_EXPIRED')
+  t.equal(await codeOf('/plaintext/x'), 'BW_ERR_UPSTREAM_TLS_HANDSHAKE', 'no handshake with a server that does not speak TLS')
   const anonymous = await get(`${gw.url}/anonymous/x`)
   t.equal(anonymous.status, 502, 'an upstream that requires a client certificate refuses the gateway without one')
   t.same(await get(`${gw.url}/client/x`), { status: 200, body: 'tls ok for client' }, 'mTLS: the route presents its client certificate')
